@@ -1,0 +1,322 @@
+import { availableParallelism } from "node:os";
+import { z } from "zod";
+import { parseIpRule } from "./cidr.js";
+
+/**
+ * Every environment variable socket-server reads, in one zod schema.
+ * `loadConfig(env)` is pure: it parses once and returns a frozen object or
+ * throws a ConfigError with one line per problem. Dev defaults (random
+ * secrets) are filled in by `withDevDefaults` in the primary, which passes
+ * them to the workers through their environment, so all processes agree.
+ *
+ * The README's configuration table is tested against `CONFIG_DOCS`.
+ */
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().min(0);
+const csv = z.string().transform((s) =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0),
+);
+const bool = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+const url = z.string().url();
+
+/** redis[s]://[user:password@]host[:port][/db][?options], as ioredis reads it. */
+function isRedisUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.hostname !== "" && /^(\/\d*)?$/.test(u.pathname);
+  } catch {
+    return false;
+  }
+}
+
+export const JWT_ALGORITHMS = [
+  "HS256",
+  "HS384",
+  "HS512",
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+] as const;
+
+const schema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  PORT: port.default(3000),
+  API_PORT: port.default(3001),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  WORKERS: positiveInt.max(256).default(availableParallelism()),
+
+  JWT_SECRET: z.string().min(32, "at least 32 characters").optional(),
+  JWT_PUBLIC_KEY: z.string().includes("-----BEGIN", { message: "a PEM public key" }).optional(),
+  JWT_JWKS_URL: url.optional(),
+  JWT_ISSUER: z.string().min(1).optional(),
+  JWT_AUDIENCE: z.string().min(1).optional(),
+  JWT_ALGORITHMS: csv.pipe(z.array(z.enum(JWT_ALGORITHMS)).min(1)).optional(),
+  /** auto: inline (jose's WebCrypto already runs off the event loop; bench/auth-cost.mjs). */
+  AUTH_VERIFY_MODE: z.enum(["auto", "pool", "inline"]).default("auto"),
+  AUTH_POOL_THREADS: positiveInt.max(64).default(1),
+
+  API_KEYS: csv
+    .pipe(z.array(z.string().min(16, "each key at least 16 characters")).min(1))
+    .optional(),
+  DASHBOARD_TOKEN: z.string().min(16, "at least 16 characters").optional(),
+  CORS_ORIGINS: csv.optional(),
+
+  BACKEND_URL: url.optional(),
+  BACKEND_EVENTS_PATH: z.string().startsWith("/").default("/events"),
+  BACKEND_SIGNING_SECRET: z.string().min(16, "at least 16 characters").optional(),
+  BACKEND_ATTEMPT_TIMEOUT_MS: positiveInt.default(2_000),
+  BACKEND_DEADLINE_MS: positiveInt.default(5_000),
+  BACKEND_MAX_CONCURRENCY: positiveInt.default(256),
+  BACKEND_MAX_QUEUE: nonNegativeInt.default(1_024),
+  BACKEND_BREAKER_THRESHOLD: positiveInt.default(20),
+  BACKEND_BREAKER_HALF_OPEN_MS: positiveInt.default(5_000),
+  /** Attempts per event, the first included (retries = attempts - 1), within the deadline. */
+  BACKEND_MAX_ATTEMPTS: positiveInt.max(20).default(4),
+  /** Full-jitter backoff: retry n waits random(0, min(max, base * 2^(n-1))). */
+  BACKEND_RETRY_BASE_DELAY_MS: positiveInt.default(100),
+  BACKEND_RETRY_MAX_DELAY_MS: positiveInt.default(1_000),
+  /** A backend answer larger than this is refused (BACKEND_REJECTED), never buffered. */
+  BACKEND_MAX_RESPONSE_BYTES: positiveInt.default(1_048_576),
+  FORWARD_TRANSPORT: z.enum(["http", "redis-stream"]).default("http"),
+  FORWARD_STREAM_KEY: z.string().min(1).default("socket-server:events"),
+  FORWARD_STREAM_MAXLEN: positiveInt.default(100_000),
+  FORWARD_LIFECYCLE: bool.default(false),
+
+  // A malformed URL stops the start; a well-formed one that does not answer
+  // (or refuses the password) starts degraded (see docs/scaling.md).
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, "a redis:// or rediss:// URL")
+    .refine(
+      isRedisUrl,
+      "a redis:// or rediss:// URL with a host, an optional port and database number",
+    )
+    .optional(),
+  REDIS_ADAPTER_MODE: z.enum(["classic", "sharded"]).default("classic"),
+  REDIS_KEY_PREFIX: z.string().default("socket-server"),
+
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_DIR: z.string().min(1).optional(),
+  LOG_FILE_SIZE: z
+    .string()
+    .regex(/^\d+[kmg]?$/i, "a size such as 10m")
+    .default("10m"),
+  LOG_FILE_COUNT: positiveInt.default(10),
+  LOG_REDACT_PATHS: csv.default([]),
+
+  REGISTER_TIMEOUT_MS: positiveInt.default(10_000),
+  MAX_PAYLOAD_BYTES: positiveInt.default(1_000_000),
+  PUSH_BODY_LIMIT_BYTES: positiveInt.default(1_048_576),
+  QUERY_TIMEOUT_MS: positiveInt.default(1_000),
+  SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
+  MAX_EVENT_NAME_LENGTH: positiveInt.default(128),
+  MAX_ROOM_NAME_LENGTH: positiveInt.default(200),
+  MAX_ROOMS_PER_SOCKET: positiveInt.default(100),
+  MAX_USER_IDS_PER_PUSH: positiveInt.default(1_000),
+  PUSH_BATCH_MAX: positiveInt.default(100),
+  PING_INTERVAL_MS: positiveInt.default(25_000),
+  PING_TIMEOUT_MS: positiveInt.default(20_000),
+
+  OFFLINE_MAX_PER_USER: positiveInt.default(100),
+  OFFLINE_MAX_TOTAL: positiveInt.default(100_000),
+  /** Payload bytes (JSON) kept for offline users on this host or in Redis. */
+  OFFLINE_MAX_TOTAL_BYTES: positiveInt.default(268_435_456),
+  OFFLINE_MAX_TTL_SECONDS: positiveInt.default(7 * 24 * 3600),
+  IDEMPOTENCY_WINDOW_SECONDS: positiveInt.default(300),
+  /** Keys remembered in memory (one host without Redis); the oldest go first past this. */
+  IDEMPOTENCY_MAX_KEYS: positiveInt.default(1_000_000),
+  ACK_TIMEOUT_MAX_MS: positiveInt.default(30_000),
+
+  RATE_EVENTS_PER_SECOND: positiveInt.default(50),
+  RATE_EVENTS_BURST: positiveInt.default(100),
+  // A whole office or mobile carrier can share one address and reconnect at
+  // once after a restart; one machine flooding opens thousands a second.
+  RATE_CONNECTIONS_PER_IP_PER_MINUTE: positiveInt.default(6_000),
+  RATE_PUSHES_PER_KEY_PER_SECOND: positiveInt.default(20_000),
+  MAX_CONNECTIONS_PER_WORKER: positiveInt.default(50_000),
+  MAX_EVENT_LOOP_LAG_MS: positiveInt.default(500),
+  MAX_BUFFERED_BYTES_PER_SOCKET: positiveInt.default(1_048_576),
+  IP_DENY_LIST: csv
+    .pipe(
+      z.array(z.string().refine((s) => parseIpRule(s) !== undefined, "CIDRs such as 10.0.0.0/8")),
+    )
+    .default([]),
+  TOKEN_EXPIRY_GRACE_MS: nonNegativeInt.max(10_000).default(2_000),
+  /** Arrays and objects nested in one client payload or API body. */
+  MAX_PAYLOAD_DEPTH: positiveInt.max(10_000).default(64),
+  /** How long a revocation is kept when the request does not say (`expiresAt`). */
+  REVOCATION_TTL_SECONDS: positiveInt.default(7 * 24 * 3600),
+  WORKER_RESTART_BACKOFF_BASE_MS: positiveInt.default(250),
+  WORKER_RESTART_BACKOFF_MAX_MS: positiveInt.default(15_000),
+  /** Crashes in a row (each within 30 s of its start) before the primary gives up. */
+  WORKER_MAX_CRASHES: positiveInt.default(8),
+  /** TEST ONLY: mounts /api/test/* (stall or crash a worker). Refused unless NODE_ENV=test. */
+  TEST_HOOKS: bool.default(false),
+
+  DEMO: bool.optional(),
+});
+
+type Parsed = z.output<typeof schema>;
+
+export type JwtSource =
+  | { kind: "secret"; secret: string }
+  | { kind: "publicKey"; pem: string }
+  | { kind: "jwks"; url: string };
+
+export interface Config extends Omit<Parsed, "JWT_SECRET" | "JWT_PUBLIC_KEY" | "JWT_JWKS_URL"> {
+  readonly production: boolean;
+  readonly demo: boolean;
+  readonly jwt: JwtSource;
+  readonly apiKeys: readonly string[];
+  readonly dashboardToken: string;
+  readonly corsOrigins: readonly string[] | "*";
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  ${p}`).join("\n")}`);
+    this.problems = problems;
+  }
+}
+
+/** Names whose values are never printed back, not even in errors. */
+export const SECRET_VARIABLES = new Set([
+  "JWT_SECRET",
+  "API_KEYS",
+  "DASHBOARD_TOKEN",
+  "BACKEND_SIGNING_SECRET",
+  "REDIS_URL",
+]);
+
+function describeValue(name: string, value: unknown): string {
+  if (value === undefined) return "missing";
+  if (SECRET_VARIABLES.has(name)) return "a secret value (not shown)";
+  const s = String(value);
+  return s.length > 40 ? `"${s.slice(0, 40)}…"` : `"${s}"`;
+}
+
+/** Parses and validates the environment. Pure: same env, same result. */
+export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | undefined>): Config {
+  const known = Object.fromEntries(
+    Object.keys(schema.shape)
+      .filter((k) => env[k] !== undefined && env[k] !== "")
+      .map((k) => [k, env[k]]),
+  );
+  const result = schema.safeParse(known);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? "?");
+      return `${name}: got ${describeValue(name, known[name])}, expected ${issue.message}`;
+    });
+    throw new ConfigError(problems);
+  }
+  const c = result.data;
+  const production = c.NODE_ENV === "production";
+  const problems: string[] = [];
+
+  const jwtSources = [
+    c.JWT_SECRET && ({ kind: "secret", secret: c.JWT_SECRET } as const),
+    c.JWT_PUBLIC_KEY && ({ kind: "publicKey", pem: c.JWT_PUBLIC_KEY } as const),
+    c.JWT_JWKS_URL && ({ kind: "jwks", url: c.JWT_JWKS_URL } as const),
+  ].filter((x): x is Exclude<typeof x, undefined | "" | false> => Boolean(x));
+  if (jwtSources.length !== 1) {
+    problems.push(
+      jwtSources.length === 0
+        ? "JWT_SECRET / JWT_PUBLIC_KEY / JWT_JWKS_URL: got none, expected exactly one"
+        : "JWT_SECRET / JWT_PUBLIC_KEY / JWT_JWKS_URL: got several, expected exactly one",
+    );
+  }
+  if (c.JWT_ALGORITHMS && jwtSources[0]) {
+    const hmac = c.JWT_ALGORITHMS.filter((a) => a.startsWith("HS"));
+    if (jwtSources[0].kind === "secret" && hmac.length !== c.JWT_ALGORITHMS.length) {
+      problems.push("JWT_ALGORITHMS: got asymmetric algorithms, expected HS* with JWT_SECRET");
+    }
+    if (jwtSources[0].kind !== "secret" && hmac.length > 0) {
+      problems.push("JWT_ALGORITHMS: got HS* algorithms, expected none with a public key or JWKS");
+    }
+  }
+  if (!c.API_KEYS) problems.push("API_KEYS: got missing, expected at least one key");
+  if (!c.DASHBOARD_TOKEN) problems.push("DASHBOARD_TOKEN: got missing, expected a token");
+  if (production && !c.CORS_ORIGINS?.length) {
+    problems.push("CORS_ORIGINS: got missing, expected the allowed origins in production");
+  }
+  if (c.FORWARD_TRANSPORT === "redis-stream" && !c.REDIS_URL) {
+    problems.push('FORWARD_TRANSPORT: got "redis-stream", expected REDIS_URL to be set as well');
+  }
+  if (c.BACKEND_ATTEMPT_TIMEOUT_MS > c.BACKEND_DEADLINE_MS) {
+    problems.push(
+      "BACKEND_ATTEMPT_TIMEOUT_MS: got more than BACKEND_DEADLINE_MS, expected at most the deadline",
+    );
+  }
+  if (c.PORT !== 0 && c.PORT === c.API_PORT) {
+    problems.push("API_PORT: got the same as PORT, expected a different port");
+  }
+  if (c.TEST_HOOKS && c.NODE_ENV !== "test") {
+    problems.push("TEST_HOOKS: got true, expected it only with NODE_ENV=test");
+  }
+  const demo = c.DEMO ?? !production;
+  if (demo && production) problems.push("DEMO: got true, expected false in production");
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const { JWT_SECRET: _s, JWT_PUBLIC_KEY: _p, JWT_JWKS_URL: _j, ...rest } = c;
+  return Object.freeze({
+    ...rest,
+    production,
+    demo,
+    jwt: jwtSources[0]!,
+    apiKeys: Object.freeze([...(c.API_KEYS ?? [])]),
+    dashboardToken: c.DASHBOARD_TOKEN!,
+    corsOrigins: c.CORS_ORIGINS?.length ? Object.freeze([...c.CORS_ORIGINS]) : "*",
+  });
+}
+
+export interface DevDefaults {
+  env: Record<string, string | undefined>;
+  /** What was generated, to print once at start. */
+  generated: { apiKey?: string; dashboardToken?: string; jwtSecret?: boolean };
+}
+
+/**
+ * Outside production, fills in a random JWT secret, API key and dashboard
+ * token where none is set. In production it changes nothing, so that missing
+ * secrets fail in `loadConfig`.
+ */
+export function withDevDefaults(
+  env: Record<string, string | undefined>,
+  random: (bytes: number) => string,
+): DevDefaults {
+  if (env.NODE_ENV === "production") return { env: { ...env }, generated: {} };
+  const out = { ...env };
+  const generated: DevDefaults["generated"] = {};
+  if (!out.JWT_SECRET && !out.JWT_PUBLIC_KEY && !out.JWT_JWKS_URL) {
+    out.JWT_SECRET = random(32);
+    generated.jwtSecret = true;
+  }
+  if (!out.API_KEYS) {
+    out.API_KEYS = `dev_${random(24)}`;
+    generated.apiKey = out.API_KEYS;
+  }
+  if (!out.DASHBOARD_TOKEN) {
+    out.DASHBOARD_TOKEN = `dash_${random(18)}`;
+    generated.dashboardToken = out.DASHBOARD_TOKEN;
+  }
+  return { env: out, generated };
+}
+
+/** One line per variable for the README table: name, default, meaning. */
+export const CONFIG_VARIABLES = Object.keys(schema.shape) as (keyof typeof schema.shape)[];

@@ -1,0 +1,86 @@
+/**
+ * The Socket.IO wire contract, typed once and imported by the server, the
+ * tests, the browser client and the bench clients.
+ */
+import type { AckError } from "./errors.js";
+
+export type Ack<T> = ({ ok: true } & T) | AckError;
+export type Reply<T = unknown> = { ok: true; data: T } | AckError;
+
+export interface RegisterRequest {
+  userId: string;
+}
+export interface RegisterOk {
+  userId: string;
+  rooms: string[];
+  /** Offline messages delivered right after this ack (delivery issue). */
+  replayed?: number;
+}
+export interface RoomRequest {
+  room: string;
+}
+export interface RoomOk {
+  room: string;
+  rooms: string[];
+}
+export interface RefreshRequest {
+  token: string;
+}
+export interface RefreshOk {
+  expiresAt: number | null;
+}
+
+/** Events the server handles itself; every other client event is forwarded. */
+export const BUILT_IN_EVENTS = ["register", "auth:refresh", "room:join", "room:leave"] as const;
+export type BuiltInEvent = (typeof BUILT_IN_EVENTS)[number];
+
+export interface ClientToServerEvents {
+  register: (req: RegisterRequest, ack?: (res: Ack<RegisterOk>) => void) => void;
+  "auth:refresh": (req: RefreshRequest, ack?: (res: Ack<RefreshOk>) => void) => void;
+  "room:join": (req: RoomRequest, ack?: (res: Ack<RoomOk>) => void) => void;
+  "room:leave": (req: RoomRequest, ack?: (res: Ack<RoomOk>) => void) => void;
+}
+
+/** Pushes arrive under the name the backend chose, with its payload unchanged. */
+export interface ServerToClientEvents {
+  [event: string]: (...args: unknown[]) => void;
+}
+
+export type InterServerEvents = Record<string, never>;
+
+/** Per-socket state kept after the handshake (socket.request is dropped). */
+export interface SocketData {
+  sub: string;
+  userId?: string;
+  /** The token's `rooms` claim: exact names or `prefix:*` patterns. */
+  roomClaims: string[];
+  /** Unix seconds, or null when the token does not expire. */
+  exp: number | null;
+  iat: number | null;
+  jti?: string;
+  ip: string;
+  connectedAt: number;
+}
+
+/** Reasons the server gives when it disconnects a socket (sent as `error` before). */
+export const DISCONNECT_REASONS = {
+  REGISTER_TIMEOUT: "the socket did not register in time",
+  AUTH_EXPIRED: "the token expired",
+  AUTH_REVOKED: "the token was revoked",
+  KICKED: "disconnected by the backend",
+  SHUTTING_DOWN: "the server is shutting down; reconnect",
+  SLOW_CONSUMER: "the client did not read its socket",
+} as const;
+export type DisconnectReason = keyof typeof DISCONNECT_REASONS;
+
+/**
+ * Before the server disconnects a socket it emits this event, so the client
+ * knows why (`socket.io` itself only reports "io server disconnect").
+ */
+export const SERVER_DISCONNECT_EVENT = "server:disconnect";
+export interface ServerDisconnectNotice {
+  code: DisconnectReason;
+  message: string;
+}
+
+export const userRoom = (userId: string): string => `user:${userId}`;
