@@ -1,0 +1,137 @@
+import net from "node:net";
+import type { Logger } from "pino";
+import { slotFromRequestLine } from "../shared/ipc.js";
+
+/**
+ * The primary's two listeners. For each TCP connection it reads only up to
+ * the end of the HTTP request line, then either serves it itself (health,
+ * readiness, metrics, dashboard) or hands the socket to a worker:
+ *
+ * - public port: by the slot encoded in the Engine.IO `sid`, else round-robin
+ *   over workers that are up and not overloaded;
+ * - API port: round-robin, no stickiness, so a keep-alive client keeps its
+ *   connection to one worker for thousands of requests.
+ *
+ * Reads are stopped on the handle *before* `worker.send(…, socket)`: Node
+ * keeps reading a sent handle until the worker acknowledges it and throws
+ * those bytes away, which is how the docs' sticky recipe loses about one
+ * handshake in 5,000.
+ */
+
+export type PortKind = "public" | "api";
+
+export interface BalancerDeps {
+  log: Logger;
+  /** Hands the socket and the bytes read so far to a worker; false if it could not. */
+  handOff: (slot: number, port: PortKind, socket: net.Socket, head: Buffer) => boolean;
+  /** Slots that may take new sessions, best first is not required. */
+  eligibleSlots: () => number[];
+  /** Slots that are alive (may still own sessions). */
+  liveSlots: () => Set<number>;
+  /** Serves a connection in the primary itself. */
+  serveLocally: (socket: net.Socket, head: Buffer) => void;
+  /** Paths the primary answers itself when they open a connection. */
+  isPrimaryPath: (port: PortKind, method: string, path: string) => boolean;
+  headerTimeoutMs?: number;
+}
+
+const MAX_REQUEST_LINE = 8 * 1024;
+
+export interface Balancer {
+  listen(port: PortKind, portNumber: number, host: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+export function createBalancer(deps: BalancerDeps): Balancer {
+  const servers: net.Server[] = [];
+  let rr = 0;
+
+  function pickSlot(): number | undefined {
+    const slots = deps.eligibleSlots();
+    if (slots.length === 0) return undefined;
+    rr = (rr + 1) % slots.length;
+    return slots[rr];
+  }
+
+  function route(port: PortKind, socket: net.Socket, head: Buffer, line: string): void {
+    const sp1 = line.indexOf(" ");
+    const sp2 = line.indexOf(" ", sp1 + 1);
+    const method = line.slice(0, sp1);
+    const target = line.slice(sp1 + 1, sp2 === -1 ? undefined : sp2);
+    const q = target.indexOf("?");
+    const path = q === -1 ? target : target.slice(0, q);
+
+    if (deps.isPrimaryPath(port, method, path)) {
+      deps.serveLocally(socket, head);
+      return;
+    }
+    let slot: number | undefined;
+    if (port === "public") {
+      const owner = slotFromRequestLine(target);
+      if (owner !== undefined && deps.liveSlots().has(owner)) slot = owner;
+    }
+    slot ??= pickSlot();
+    if (slot === undefined || !deps.handOff(slot, port, socket, head)) {
+      socket.end(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n" +
+          "Content-Type: application/json\r\nContent-Length: 69\r\n\r\n" +
+          '{"error":{"code":"OVERLOADED","message":"no worker is ready, retry"}}',
+      );
+    }
+  }
+
+  function onConnection(port: PortKind, socket: net.Socket): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => socket.destroy(), deps.headerTimeoutMs ?? 10_000);
+    const cleanup = () => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
+      const eol = head.indexOf("\r\n");
+      if (eol === -1 && size < MAX_REQUEST_LINE) return;
+      cleanup();
+      // Stop reading before the handle leaves this process (see above).
+      // `reading = false` lets net's own resume() start it again later.
+      const handle = (
+        socket as unknown as { _handle?: { reading?: boolean; readStop?: () => void } }
+      )._handle;
+      if (handle?.readStop) {
+        handle.reading = false;
+        handle.readStop();
+      }
+      socket.pause();
+      if (eol === -1) {
+        socket.end("HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        return;
+      }
+      route(port, socket, head, head.subarray(0, eol).toString("latin1"));
+    };
+    socket.on("data", onData);
+    socket.on("error", () => cleanup());
+    socket.on("close", () => cleanup());
+  }
+
+  return {
+    listen(port, portNumber, host) {
+      const server = net.createServer({ noDelay: true }, (socket) => onConnection(port, socket));
+      servers.push(server);
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen({ port: portNumber, host, backlog: 4096 }, () => {
+          server.off("error", reject);
+          const addr = server.address();
+          resolve(typeof addr === "object" && addr ? addr.port : portNumber);
+        });
+      });
+    },
+    async close() {
+      // Stops accepting; connections already handed off belong to the workers.
+      for (const s of servers) s.close();
+    },
+  };
+}

@@ -1,0 +1,282 @@
+import { readFileSync } from "node:fs";
+import type http from "node:http";
+import { createRequire } from "node:module";
+import type { Logger } from "pino";
+import type { LogRing } from "../../shared/log-ring.js";
+import type { RoomsPageAnswer } from "../../shared/observability.js";
+import { writeHttpError } from "../../shared/http-error.js";
+import { sendJson } from "../internal-http.js";
+import type { QueryHub } from "../queries.js";
+import type { Supervisor } from "../supervisor.js";
+import { createDashboardFeed } from "./feed.js";
+import { createDashboardSession } from "./session.js";
+
+/**
+ * `/dashboard` on API_PORT, served by the primary so that it keeps working
+ * while a worker is stuck or restarting. Without a session the page is the
+ * login form and every data endpoint answers 401; the pages carry no numbers,
+ * which arrive only through the authorized live feed and JSON endpoints.
+ */
+
+const PUBLIC_DIR = new URL("../../../public/dashboard/", import.meta.url);
+const require = createRequire(import.meta.url);
+
+const SECURITY_HEADERS = {
+  "content-security-policy":
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+};
+
+const ASSETS: Record<string, { path: string | URL; type: string }> = {
+  "dashboard.js": { path: new URL("dashboard.js", PUBLIC_DIR), type: "text/javascript" },
+  "dashboard.css": { path: new URL("dashboard.css", PUBLIC_DIR), type: "text/css" },
+  "login.js": { path: new URL("login.js", PUBLIC_DIR), type: "text/javascript" },
+  // uPlot comes from node_modules (a runtime dependency): no CDN, ever.
+  "uplot.js": { path: require.resolve("uplot/dist/uPlot.iife.min.js"), type: "text/javascript" },
+  "uplot.css": { path: require.resolve("uplot/dist/uPlot.min.css"), type: "text/css" },
+};
+
+const LOGIN_ERROR_MARK = "<!--login-error-->";
+const MAX_LOGIN_BODY = 4_096;
+const MAX_FAILED_LOGINS_PER_MINUTE = 20;
+const MAX_MEMBERS = 200;
+
+export interface Dashboard {
+  handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void>;
+  close(): void;
+}
+
+export function createDashboard(deps: {
+  token: string;
+  hub: QueryHub;
+  sup: Supervisor;
+  log: Logger;
+  primaryLogs: LogRing;
+  queryTimeoutMs: number;
+}): Dashboard {
+  const log = deps.log.child({ module: "dashboard" });
+  const session = createDashboardSession(deps.token);
+  const feed = createDashboardFeed({
+    hub: deps.hub,
+    sup: deps.sup,
+    log,
+    primaryLogs: deps.primaryLogs,
+  });
+  const cache = new Map<string, Buffer>();
+  const file = (path: string | URL) => {
+    const key = String(path);
+    let b = cache.get(key);
+    if (!b) {
+      b = readFileSync(path);
+      cache.set(key, b);
+    }
+    return b;
+  };
+
+  let failures = 0;
+  let failuresWindow = 0;
+  const tooManyFailures = () => {
+    const minute = Math.floor(Date.now() / 60_000);
+    if (minute !== failuresWindow) {
+      failuresWindow = minute;
+      failures = 0;
+    }
+    return failures >= MAX_FAILED_LOGINS_PER_MINUTE;
+  };
+
+  const html = (res: http.ServerResponse, status: number, body: Buffer | string, extra = {}) => {
+    res.writeHead(status, {
+      ...SECURITY_HEADERS,
+      "content-type": "text/html; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+      ...extra,
+    });
+    res.end(body);
+  };
+  const loginPage = (res: http.ServerResponse, status: number, error?: string) => {
+    const page = file(new URL("login.html", PUBLIC_DIR)).toString("utf8");
+    html(
+      res,
+      status,
+      error ? page.replace(LOGIN_ERROR_MARK, `<p class="error" role="alert">${error}</p>`) : page,
+    );
+  };
+  const redirect = (res: http.ServerResponse, cookie?: string) => {
+    res.writeHead(303, {
+      ...SECURITY_HEADERS,
+      location: "/dashboard",
+      "content-length": 0,
+      ...(cookie ? { "set-cookie": cookie } : {}),
+    });
+    res.end();
+  };
+  const unauthorized = (res: http.ServerResponse) =>
+    writeHttpError(res.req, res, "UNAUTHORIZED", "log in to the dashboard first");
+  const badRequest = (res: http.ServerResponse, message: string) =>
+    writeHttpError(res.req, res, "VALIDATION_FAILED", message);
+
+  async function readForm(req: http.IncomingMessage): Promise<URLSearchParams | undefined> {
+    let body = "";
+    for await (const chunk of req) {
+      body += chunk;
+      if (body.length > MAX_LOGIN_BODY) return undefined;
+    }
+    return new URLSearchParams(body);
+  }
+
+  async function login(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (tooManyFailures()) {
+      loginPage(res, 429, "Too many failed attempts; wait a minute.");
+      return;
+    }
+    const form = await readForm(req);
+    if (form && session.checkToken(form.get("token"))) {
+      redirect(res, session.issueCookie(req));
+      return;
+    }
+    failures += 1;
+    log.warn({ ip: req.socket.remoteAddress }, "dashboard login refused");
+    loginPage(res, 401, "Wrong token.");
+  }
+
+  async function roomsPage(res: http.ServerResponse, url: URL): Promise<void> {
+    const limitParam = url.searchParams.get("limit") ?? "50";
+    const limit = Number(limitParam);
+    const after = url.searchParams.get("after") ?? undefined;
+    const prefix = url.searchParams.get("prefix") ?? undefined;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+      return badRequest(res, "limit: an integer from 1 to 100");
+    }
+    if ((after?.length ?? 0) > 512 || (prefix?.length ?? 0) > 512) {
+      return badRequest(res, "after and prefix: at most 512 characters");
+    }
+    const userRooms = url.searchParams.get("userRooms") === "1";
+    const { replies, missing } = await deps.hub.run(
+      {
+        kind: "dashboard-rooms",
+        limit,
+        userRooms,
+        ...(after ? { after } : {}),
+        ...(prefix ? { prefix } : {}),
+      },
+      deps.queryTimeoutMs,
+    );
+    const merged = new Map<string, number>();
+    let total = 0;
+    let someFull = false;
+    for (const r of replies) {
+      if (r.error) continue;
+      const a = r.result as RoomsPageAnswer;
+      total += a.total;
+      if (a.rooms.length === limit) someFull = true;
+      for (const [name, sockets] of a.rooms) merged.set(name, (merged.get(name) ?? 0) + sockets);
+    }
+    // Each worker sent its first `limit` names after the cursor, so the first
+    // `limit` of the union are exactly the host's first `limit`.
+    const names = [...merged.keys()].sort();
+    const page = names.slice(0, limit);
+    const more = names.length > limit || someFull;
+    sendJson(res, 200, {
+      rooms: page.map((room) => ({ room, sockets: merged.get(room)! })),
+      totalAtMost: total,
+      ...(more && page.length > 0 ? { nextAfter: page[page.length - 1] } : {}),
+      ...(missing.length ? { missingWorkers: missing } : {}),
+    });
+  }
+
+  async function roomMembers(res: http.ServerResponse, encoded: string): Promise<void> {
+    let room: string;
+    try {
+      room = decodeURIComponent(encoded);
+    } catch {
+      return badRequest(res, "room: not a valid URL-encoded name");
+    }
+    if (room.length === 0 || room.length > 512) return badRequest(res, "room: 1 to 512 characters");
+    const { replies, missing } = await deps.hub.run({ kind: "room", room }, deps.queryTimeoutMs);
+    const members = new Map<string, number>();
+    let sockets = 0;
+    for (const r of replies) {
+      if (r.error) continue;
+      const a = r.result as { members: Record<string, number>; sockets: number };
+      sockets += a.sockets;
+      for (const [u, n] of Object.entries(a.members)) members.set(u, (members.get(u) ?? 0) + n);
+    }
+    const users = [...members.keys()].sort();
+    sendJson(res, 200, {
+      room,
+      sockets,
+      users: users.length,
+      members: users
+        .slice(0, MAX_MEMBERS)
+        .map((userId) => ({ userId, sockets: members.get(userId) })),
+      ...(users.length > MAX_MEMBERS ? { truncated: true } : {}),
+      ...(missing.length ? { missingWorkers: missing } : {}),
+    });
+  }
+
+  return {
+    async handle(req, res, url) {
+      const path = url.pathname.replace(/\/+$/, "") || "/";
+      const method = req.method ?? "GET";
+
+      if (path.startsWith("/dashboard/assets/")) {
+        const asset = ASSETS[path.slice("/dashboard/assets/".length)];
+        if (!asset || (method !== "GET" && method !== "HEAD")) return notFound(res);
+        const body = file(asset.path);
+        res.writeHead(200, {
+          ...SECURITY_HEADERS,
+          "content-type": `${asset.type}; charset=utf-8`,
+          "content-length": body.length,
+          "cache-control": "no-cache",
+        });
+        res.end(method === "HEAD" ? undefined : body);
+        return;
+      }
+
+      if (path === "/dashboard" && method === "GET") {
+        const token = url.searchParams.get("token");
+        if (token !== null) {
+          // A token in the address: log in, then drop it from the address
+          // bar (and from history) with a redirect to the bare path.
+          if (tooManyFailures())
+            return loginPage(res, 429, "Too many failed attempts; wait a minute.");
+          if (session.checkToken(token)) return redirect(res, session.issueCookie(req));
+          failures += 1;
+          return loginPage(res, 401, "Wrong token.");
+        }
+        if (session.authorized(req)) return html(res, 200, file(new URL("index.html", PUBLIC_DIR)));
+        return loginPage(res, 200);
+      }
+      if (path === "/dashboard/login" && method === "POST") return login(req, res);
+      if (path === "/dashboard/logout" && method === "POST") {
+        return redirect(res, session.clearCookie(req));
+      }
+
+      if (path.startsWith("/dashboard/api/")) {
+        if (method !== "GET") return notFound(res);
+        if (!session.authorized(req)) return unauthorized(res);
+        if (path === "/dashboard/api/feed") {
+          if (!feed.subscribe(req, res)) {
+            writeHttpError(req, res, "OVERLOADED", "too many open dashboards", { retryAfter: 5 });
+          }
+          return;
+        }
+        if (path === "/dashboard/api/rooms") return roomsPage(res, url);
+        if (path.startsWith("/dashboard/api/rooms/")) {
+          return roomMembers(res, path.slice("/dashboard/api/rooms/".length));
+        }
+      }
+      notFound(res);
+    },
+    close() {
+      feed.close();
+    },
+  };
+}
+
+function notFound(res: http.ServerResponse): void {
+  writeHttpError(res.req, res, "NOT_FOUND");
+}

@@ -1,0 +1,94 @@
+import type { Logger } from "pino";
+import type { Config } from "../shared/config.js";
+import type { StoreOp } from "../shared/ipc.js";
+import { metrics } from "../shared/metrics.js";
+import { IdempotencyStore } from "./idempotency-store.js";
+import { OfflineStore } from "./offline-store.js";
+import type { Supervisor } from "./supervisor.js";
+
+/**
+ * The primary's side of the delivery stores: answers `ss:store` operations
+ * from the workers, gives a dead worker's leases back, and sweeps expired
+ * entries. The primary outlives every worker, which is what makes these
+ * stores survive a worker crash on a host without Redis.
+ */
+
+const SWEEP_INTERVAL_MS = 5_000;
+const LEASE_TIMEOUT_MS = 60_000;
+
+export interface DeliveryStores {
+  offline: OfflineStore;
+  idempotency: IdempotencyStore;
+  handle(slot: number, op: StoreOp): unknown;
+  close(): void;
+}
+
+export function createDeliveryStores(cfg: Config): Omit<DeliveryStores, "close"> {
+  const offline = new OfflineStore(
+    {
+      maxPerUser: cfg.OFFLINE_MAX_PER_USER,
+      maxTotal: cfg.OFFLINE_MAX_TOTAL,
+      maxTotalBytes: cfg.OFFLINE_MAX_TOTAL_BYTES,
+      leaseTimeoutMs: LEASE_TIMEOUT_MS,
+    },
+    { dropped: (n) => metrics.offlineDropped.inc({ reason: "user_limit" }, n) },
+  );
+  const idempotency = new IdempotencyStore({
+    windowMs: cfg.IDEMPOTENCY_WINDOW_SECONDS * 1_000,
+    maxKeys: cfg.IDEMPOTENCY_MAX_KEYS,
+  });
+  const handle = (slot: number, op: StoreOp): unknown => {
+    switch (op.op) {
+      case "offline-put":
+        return offline.put(op.userIds, op.message);
+      case "offline-take":
+        return offline.take(op.userId, slot);
+      case "offline-confirm":
+        offline.confirm(op.leaseId);
+        return null;
+      case "offline-restore":
+        offline.restore(op.leaseId, op.written ?? 0);
+        return null;
+      case "idem-claim":
+        return idempotency.claim(op.key, op.id);
+      case "idem-release":
+        idempotency.release(op.key, op.id);
+        return null;
+    }
+  };
+  return { offline, idempotency, handle };
+}
+
+export function attachDeliveryStores(deps: {
+  sup: Supervisor;
+  cfg: Config;
+  log: Logger;
+}): DeliveryStores {
+  const { sup, cfg } = deps;
+  const log = deps.log.child({ module: "delivery-stores" });
+  const stores = createDeliveryStores(cfg);
+
+  sup.on("message", (slot, msg) => {
+    if (msg.t !== "ss:store") return;
+    try {
+      sup.send(slot, { t: "ss:store-result", id: msg.id, result: stores.handle(slot, msg.op) });
+    } catch (err) {
+      log.error({ err, op: msg.op.op }, "store operation failed");
+      sup.send(slot, { t: "ss:store-result", id: msg.id, result: null, error: String(err) });
+    }
+  });
+  sup.on("exit", (slot) => {
+    const n = stores.offline.releaseOwner(slot);
+    if (n > 0) log.warn({ slot, messages: n }, "worker exited during a replay; messages kept");
+  });
+
+  const sweep = setInterval(() => {
+    // Expiries found by the sweep are counted here; those found on take, by the worker.
+    const expired = stores.offline.sweep();
+    if (expired > 0) metrics.offlineExpired.inc(expired);
+    stores.idempotency.sweep();
+  }, SWEEP_INTERVAL_MS);
+  sweep.unref();
+
+  return { ...stores, close: () => clearInterval(sweep) };
+}

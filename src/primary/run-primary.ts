@@ -1,0 +1,228 @@
+import cluster from "node:cluster";
+import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
+import type { Config } from "../shared/config.js";
+import type { PrimaryToWorker, WorkerToPrimary } from "../shared/ipc.js";
+import { createLogRing } from "../shared/log-ring.js";
+import { initLogger, loggerOptionsFrom } from "../shared/logger.js";
+import { RESTART_WORKERS_MESSAGE } from "../shared/protection-messages.js";
+import { createBalancer, type PortKind } from "./balancer.js";
+import { createDashboard } from "./dashboard/routes.js";
+import { attachDeliveryStores } from "./delivery-stores.js";
+import { createHandoff } from "./handoff.js";
+import { createInternalHttp } from "./internal-http.js";
+import { createMetricsAggregator } from "./metrics-aggregator.js";
+import { QueryHub } from "./queries.js";
+import { attachUserDirectory } from "./user-directory.js";
+import { keepRevocations } from "./revocation-keeper.js";
+import { Supervisor } from "./supervisor.js";
+
+export interface PrimaryContext {
+  cfg: Config;
+  env: Record<string, string | undefined>;
+  generated: { apiKey?: string; dashboardToken?: string; jwtSecret?: boolean };
+}
+
+/**
+ * The primary: forks and supervises workers, owns both listeners (handing
+ * every connection to a worker), merges cluster-wide queries, and answers
+ * health and readiness itself. It never handles a Socket.IO socket.
+ */
+export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promise<void> {
+  const recentLogs = createLogRing();
+  const log = initLogger(loggerOptionsFrom(cfg, { role: "primary" }, recentLogs.push));
+
+  // "advanced" serialization carries Buffers (binary payloads) between processes.
+  cluster.setupPrimary({ serialization: "advanced" });
+  setupClusterAdapterPrimary();
+
+  const sup = new Supervisor({
+    workers: cfg.WORKERS,
+    env,
+    log,
+    backoffBaseMs: cfg.WORKER_RESTART_BACKOFF_BASE_MS,
+    backoffMaxMs: cfg.WORKER_RESTART_BACKOFF_MAX_MS,
+    maxCrashes: cfg.WORKER_MAX_CRASHES,
+  });
+  const hub = new QueryHub(sup);
+  // Where each user's sockets are, so a push to a user reaches only those workers.
+  attachUserDirectory(sup);
+  // Revocations outlive worker restarts (src/primary/revocation-keeper.ts).
+  keepRevocations(sup, log);
+  // The host's offline queue and idempotency keys: here, so a worker crash loses nothing.
+  const deliveryStores = attachDeliveryStores({ sup, cfg, log });
+  let draining = false;
+  let listening = false;
+  let boundPorts: { publicPort?: number; apiPort?: number } = {};
+
+  const readiness = () => {
+    const ready = sup.readySlots().length;
+    const reasons: string[] = [];
+    if (draining) reasons.push("draining");
+    if (!listening) reasons.push("starting");
+    // A rolling restart takes one worker out on purpose; the host still serves.
+    const expected = sup.restarting ? cfg.WORKERS - 1 : cfg.WORKERS;
+    if (ready < expected) reasons.push(`${ready} of ${cfg.WORKERS} workers ready`);
+    const redisDown = sup.slots.filter((s) => s.load && s.load.redis === "down").length;
+    if (redisDown > 0) reasons.push("redis unreachable");
+    return {
+      ready: reasons.length === 0,
+      reasons,
+      details: { workers: { ready, total: cfg.WORKERS } },
+    };
+  };
+
+  const internal = createInternalHttp({ log, readiness });
+  const metricsAggregator = createMetricsAggregator({
+    hub,
+    sup,
+    timeoutMs: cfg.QUERY_TIMEOUT_MS,
+    log,
+  });
+  internal.route("/metrics", metricsAggregator.handle);
+  const dashboard = createDashboard({
+    token: cfg.dashboardToken,
+    hub,
+    sup,
+    log,
+    primaryLogs: recentLogs,
+    queryTimeoutMs: cfg.QUERY_TIMEOUT_MS,
+  });
+  internal.route("/dashboard", dashboard.handle);
+
+  sup.on("message", (slot, msg: WorkerToPrimary) => {
+    if (msg.t === "ss:query") {
+      void hub.run(msg.q, msg.timeoutMs).then(({ replies, missing }) => {
+        sup.send(slot, { t: "ss:query-result", id: msg.id, replies, missing });
+      });
+    }
+  });
+
+  let pushedReasons = "";
+  const pushState = () => {
+    const r = readiness();
+    pushedReasons = r.reasons.join("\n");
+    const state: PrimaryToWorker = {
+      t: "ss:state",
+      ready: r.ready,
+      draining,
+      workers: cfg.WORKERS,
+      reasons: r.reasons,
+      readyWorkers: sup.readySlots().length,
+      ...boundPorts,
+    };
+    sup.broadcast(state);
+  };
+  sup.on("ready", pushState);
+  sup.on("exit", pushState);
+  // Load reports can change readiness too (a worker's Redis down or back):
+  // workers answer /ready on kept-alive connections, so they must hear of it.
+  sup.on("message", (_slot, msg: WorkerToPrimary) => {
+    if (msg.t === "ss:load" && readiness().reasons.join("\n") !== pushedReasons) pushState();
+  });
+  sup.on("crash-loop", () => void shutdown("crash-loop", 1));
+
+  // Rolling restart of the workers (a deploy of new code, a leak): SIGUSR2
+  // or POST /api/admin/restart-workers. One worker at a time; see supervisor.ts.
+  const restartWorkers = (trigger: string) => {
+    if (draining || sup.restarting) return;
+    log.info({ trigger }, "rolling restart of workers");
+    void sup
+      .rollingRestart(cfg.SHUTDOWN_TIMEOUT_MS)
+      .then((ok) => log.info({ ok }, "rolling restart finished"));
+  };
+  sup.on("message", (_slot, msg: WorkerToPrimary) => {
+    if (msg.t === "ss:custom" && msg.name === RESTART_WORKERS_MESSAGE) restartWorkers("api");
+  });
+  process.on("SIGUSR2", () => restartWorkers("SIGUSR2"));
+
+  const eligibleSlots = () => (draining ? [] : sup.eligibleSlots());
+  const handoff = createHandoff({ sup, eligibleSlots });
+  const balancer = createBalancer({
+    log,
+    eligibleSlots,
+    liveSlots: () => sup.liveSlots(),
+    handOff: (slot, port: PortKind, socket, head) => handoff.send(slot, port, socket, head),
+    serveLocally: (socket, head) => internal.serve(socket, head),
+    isPrimaryPath: (port, method, path) =>
+      (method === "GET" &&
+        (path === "/health" ||
+          (port === "api" && (path === "/ready" || (path !== "/" && internal.handles(path)))))) ||
+      // The dashboard's login and logout forms.
+      (port === "api" && method === "POST" && path.startsWith("/dashboard/")),
+  });
+
+  const allReady = new Promise<void>((resolve) => sup.once("all-ready", resolve));
+  sup.start();
+  await allReady;
+  // Listen only once every worker is ready: a connection handed to a worker
+  // that is still loading would be lost.
+  const publicPort = await balancer.listen("public", cfg.PORT, cfg.HOST);
+  const apiPort = await balancer.listen("api", cfg.API_PORT, cfg.HOST);
+  listening = true;
+  boundPorts = { publicPort, apiPort };
+  pushState();
+
+  const shown = cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "localhost" : cfg.HOST;
+  log.info({ publicPort, apiPort, workers: cfg.WORKERS }, "listening");
+  // A machine-readable line for tests and scripts that start us on port 0.
+  process.stdout.write(`${JSON.stringify({ msg: "ports", publicPort, apiPort })}\n`);
+  if (cfg.demo) {
+    const lines = [
+      "",
+      "  socket-server is running (dev mode)",
+      `  demo page:        http://${shown}:${publicPort}/`,
+      `  dashboard:        http://${shown}:${apiPort}/dashboard`,
+      ...(generated.dashboardToken ? [`  dashboard token:  ${generated.dashboardToken}`] : []),
+      ...(generated.apiKey ? [`  demo API key:     ${generated.apiKey}`] : []),
+      `  push to a user:   curl -H "Authorization: Bearer ${generated.apiKey ?? "<API key>"}" \\`,
+      `                      -H 'content-type: application/json' \\`,
+      `                      -d '{"userId":"alice","event":"hello","payload":{"text":"hi"}}' \\`,
+      `                      http://${shown}:${apiPort}/api/push`,
+      "",
+    ];
+    process.stdout.write(`${lines.join("\n")}\n`);
+  }
+
+  let stopping: Promise<void> | undefined;
+  async function shutdown(reason: string, code = 0): Promise<void> {
+    if (stopping) return stopping;
+    stopping = (async () => {
+      log.info({ reason }, "shutting down");
+      draining = true;
+      pushState();
+      // The listeners stay open until the workers are gone, only to answer:
+      // /ready says 503 "draining" at once, and everything else gets 503 with
+      // Retry-After (no worker is eligible while draining), so a load balancer
+      // sees "not ready" rather than refused connections. Sessions already on
+      // a worker still reach it while it drains.
+      dashboard.close();
+      await sup.stop(cfg.SHUTDOWN_TIMEOUT_MS);
+      await balancer.close();
+      deliveryStores.close();
+      log.info("all workers stopped; bye");
+      await new Promise<void>((resolve) => log.flush(() => resolve()));
+      process.exit(code);
+    })();
+    return stopping;
+  }
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) {
+      log.warn({ signal }, "second signal: forcing exit");
+      for (const s of sup.slots) s.worker?.process.kill("SIGKILL");
+      process.exit(1);
+    }
+    void shutdown(signal);
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  const deadline = () =>
+    setTimeout(() => {
+      log.error("shutdown deadline passed: forcing exit");
+      process.exit(1);
+    }, cfg.SHUTDOWN_TIMEOUT_MS + 2_000).unref();
+  process.once("SIGTERM", deadline);
+  process.once("SIGINT", deadline);
+}

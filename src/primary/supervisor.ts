@@ -1,0 +1,261 @@
+import cluster, { type Worker } from "node:cluster";
+import { EventEmitter } from "node:events";
+import type { Logger } from "pino";
+import type { PrimaryToWorker, WorkerLoad, WorkerToPrimary } from "../shared/ipc.js";
+import { isWorkerToPrimary } from "../shared/ipc.js";
+
+/**
+ * Forks one worker per slot and keeps each slot filled: a worker that exits
+ * unexpectedly is replaced after a backoff that doubles with every crash in
+ * a row (reset once a worker has stayed up for `stableAfterMs`). A slot that
+ * crashes `maxCrashes` times in a row makes the supervisor give up loudly:
+ * it emits "crash-loop" and the primary exits non-zero.
+ */
+
+export interface SlotState {
+  slot: number;
+  worker: Worker | undefined;
+  ready: boolean;
+  load: WorkerLoad | undefined;
+  startedAt: number;
+  crashes: number;
+  restarts: number;
+  restartTimer: NodeJS.Timeout | undefined;
+}
+
+export interface SupervisorOptions {
+  workers: number;
+  env: Record<string, string | undefined>;
+  log: Logger;
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  stableAfterMs?: number;
+  maxCrashes?: number;
+}
+
+export interface SupervisorEvents {
+  message: [slot: number, msg: WorkerToPrimary, worker: Worker];
+  ready: [slot: number];
+  exit: [slot: number, code: number | null, signal: string | null];
+  "all-ready": [];
+  "crash-loop": [slot: number];
+}
+
+export class Supervisor extends EventEmitter<SupervisorEvents> {
+  readonly slots: SlotState[];
+  private stopping = false;
+  /** Workers asked to exit by a rolling restart: their exit is not a crash. */
+  private readonly retiring = new Set<Worker>();
+  private rolling = false;
+  private allReadyOnce = false;
+  private readonly opts: Required<Omit<SupervisorOptions, "env" | "log">> & SupervisorOptions;
+
+  constructor(opts: SupervisorOptions) {
+    super();
+    this.opts = {
+      backoffBaseMs: 250,
+      backoffMaxMs: 15_000,
+      stableAfterMs: 30_000,
+      maxCrashes: 8,
+      ...opts,
+    };
+    this.slots = Array.from({ length: opts.workers }, (_, slot) => ({
+      slot,
+      worker: undefined,
+      ready: false,
+      load: undefined,
+      startedAt: 0,
+      crashes: 0,
+      restarts: 0,
+      restartTimer: undefined,
+    }));
+  }
+
+  start(): void {
+    for (const s of this.slots) this.fork(s);
+  }
+
+  private fork(s: SlotState): void {
+    const worker = cluster.fork({ ...this.opts.env, SS_SLOT: String(s.slot) });
+    s.worker = worker;
+    s.ready = false;
+    s.load = undefined;
+    s.startedAt = Date.now();
+    worker.on("message", (msg: unknown) => {
+      if (!isWorkerToPrimary(msg)) return;
+      if (msg.t === "ss:ready") {
+        s.ready = true;
+        this.emit("ready", s.slot);
+        if (!this.allReadyOnce && this.slots.every((x) => x.ready)) {
+          this.allReadyOnce = true;
+          this.emit("all-ready");
+        }
+        return;
+      }
+      if (msg.t === "ss:load") s.load = msg.load;
+      this.emit("message", s.slot, msg, worker);
+    });
+    worker.on("error", (err) => this.opts.log.warn({ err, slot: s.slot }, "worker channel error"));
+    worker.on("exit", (code, signal) => this.onExit(s, worker, code, signal));
+  }
+
+  private onExit(s: SlotState, worker: Worker, code: number | null, signal: string | null): void {
+    if (s.worker !== worker) return;
+    s.worker = undefined;
+    s.ready = false;
+    s.load = undefined;
+    this.emit("exit", s.slot, code, signal);
+    if (this.stopping) return;
+    if (this.retiring.delete(worker)) {
+      this.fork(s);
+      return;
+    }
+    const upFor = Date.now() - s.startedAt;
+    s.crashes = upFor >= this.opts.stableAfterMs ? 1 : s.crashes + 1;
+    if (s.crashes > this.opts.maxCrashes) {
+      this.opts.log.fatal(
+        { slot: s.slot, code, signal, crashes: s.crashes },
+        "worker is crashing in a loop; giving up",
+      );
+      this.emit("crash-loop", s.slot);
+      return;
+    }
+    const delay = Math.min(
+      this.opts.backoffMaxMs,
+      this.opts.backoffBaseMs * 2 ** Math.max(0, s.crashes - 1),
+    );
+    this.opts.log.error(
+      { slot: s.slot, pid: worker.process.pid, code, signal, upForMs: upFor, restartInMs: delay },
+      "worker exited unexpectedly; restarting",
+    );
+    s.restartTimer = setTimeout(() => {
+      s.restartTimer = undefined;
+      if (this.stopping) return;
+      s.restarts += 1;
+      this.fork(s);
+    }, delay);
+  }
+
+  send(
+    slot: number,
+    msg: PrimaryToWorker,
+    handle?: import("node:net").Socket,
+    opts?: { keepOpen: boolean },
+  ): boolean {
+    const w = this.slots[slot]?.worker;
+    if (!w?.isConnected()) return false;
+    try {
+      if (handle) {
+        w.send(msg, handle, { keepOpen: opts?.keepOpen ?? false }, (err: Error | null) => {
+          if (err && !opts?.keepOpen) handle.destroy();
+        });
+      } else {
+        w.send(msg);
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  broadcast(msg: PrimaryToWorker): void {
+    for (const s of this.slots) if (s.worker) this.send(s.slot, msg);
+  }
+
+  readySlots(): number[] {
+    return this.slots.filter((s) => s.ready && s.worker?.isConnected()).map((s) => s.slot);
+  }
+
+  /** Ready and not overloaded; falls back to every ready slot if all are loaded. */
+  eligibleSlots(): number[] {
+    const ready = this.slots.filter((s) => s.ready && s.worker?.isConnected());
+    const fresh = ready.filter((s) => !s.load?.overloaded);
+    return (fresh.length > 0 ? fresh : ready).map((s) => s.slot);
+  }
+
+  liveSlots(): Set<number> {
+    return new Set(this.slots.filter((s) => s.worker?.isConnected()).map((s) => s.slot));
+  }
+
+  /** True while a rolling restart runs. */
+  get restarting(): boolean {
+    return this.rolling;
+  }
+
+  /**
+   * Rolling restart: one slot at a time, the worker is drained (it refuses new
+   * work, finishes what is in flight, tells its clients to reconnect, which
+   * takes them to the other workers), then a new one is forked for the slot,
+   * and the next slot waits until it is ready. The host keeps serving
+   * throughout. False if one is already running or the host is stopping.
+   */
+  async rollingRestart(drainTimeoutMs: number, readyTimeoutMs = 30_000): Promise<boolean> {
+    if (this.rolling || this.stopping) return false;
+    this.rolling = true;
+    try {
+      for (const s of this.slots) {
+        if (this.stopping) return false;
+        const old = s.worker;
+        if (!old || !s.ready) continue;
+        const ready = new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => {
+            this.off("ready", onReady);
+            resolve(false);
+          }, drainTimeoutMs + readyTimeoutMs);
+          const onReady = (slot: number) => {
+            if (slot !== s.slot || s.worker === old) return;
+            clearTimeout(timer);
+            this.off("ready", onReady);
+            resolve(true);
+          };
+          this.on("ready", onReady);
+        });
+        this.retiring.add(old);
+        // Not ready from now: new sessions go to the other workers.
+        s.ready = false;
+        const kill = setTimeout(() => old.process.kill("SIGKILL"), drainTimeoutMs + 1_000);
+        old.once("exit", () => clearTimeout(kill));
+        try {
+          old.send({ t: "ss:shutdown", timeoutMs: drainTimeoutMs } satisfies PrimaryToWorker);
+        } catch {
+          old.process.kill("SIGTERM");
+        }
+        this.opts.log.info({ slot: s.slot, pid: old.process.pid }, "rolling restart: draining");
+        if (!(await ready)) {
+          this.opts.log.error({ slot: s.slot }, "rolling restart: new worker not ready; stopped");
+          return false;
+        }
+        this.opts.log.info({ slot: s.slot, pid: s.worker?.process.pid }, "rolling restart: ready");
+      }
+      return true;
+    } finally {
+      this.rolling = false;
+    }
+  }
+
+  /** Stops restarting, asks every worker to exit, kills the ones still there at the deadline. */
+  async stop(timeoutMs: number): Promise<void> {
+    this.stopping = true;
+    for (const s of this.slots) if (s.restartTimer) clearTimeout(s.restartTimer);
+    const live = this.slots.map((s) => s.worker).filter((w): w is Worker => w !== undefined);
+    const exits = live.map(
+      (w) =>
+        new Promise<void>((resolve) => {
+          if (w.isDead()) return resolve();
+          w.once("exit", () => resolve());
+        }),
+    );
+    for (const w of live) {
+      try {
+        w.send({ t: "ss:shutdown", timeoutMs } satisfies PrimaryToWorker);
+      } catch {
+        w.process.kill("SIGTERM");
+      }
+    }
+    const timer = setTimeout(() => {
+      for (const w of live) if (!w.isDead()) w.process.kill("SIGKILL");
+    }, timeoutMs);
+    await Promise.all(exits);
+    clearTimeout(timer);
+  }
+}
