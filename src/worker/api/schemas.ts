@@ -1,0 +1,120 @@
+import { z } from "zod";
+import type { Config } from "../../shared/config.js";
+import {
+  EVENT_NAME_PATTERN,
+  RESERVED_EVENTS,
+  ROOM_PATTERN,
+  USER_ID_PATTERN,
+} from "../../shared/names.js";
+
+/**
+ * The HTTP API's request schemas. Built from the configuration (its limits)
+ * and used both to validate requests and to generate /api/openapi.json.
+ * Unknown fields are rejected (strict objects), so a typo such as `userid`
+ * is a 400 instead of a push that silently goes nowhere.
+ */
+export function createSchemas(cfg: Config) {
+  const userId = z.string().regex(USER_ID_PATTERN, "1-128 characters of A-Z a-z 0-9 _ . @ : -");
+  const room = z
+    .string()
+    .min(1)
+    .max(cfg.MAX_ROOM_NAME_LENGTH)
+    .regex(ROOM_PATTERN, "letters, digits and _ . : @ # / * + = -");
+  const event = z
+    .string()
+    .min(1)
+    .max(cfg.MAX_EVENT_NAME_LENGTH)
+    .regex(EVENT_NAME_PATTERN, "letters, digits and _ . : / -")
+    .refine((e) => !RESERVED_EVENTS.has(e), "a name Socket.IO reserves");
+
+  const pushOptions = z.strictObject({
+    volatile: z.boolean().optional().describe("drop for clients that cannot take it right now"),
+    except: z.array(userId).max(cfg.MAX_USER_IDS_PER_PUSH).optional().describe("userIds to skip"),
+    ackTimeoutMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(cfg.ACK_TIMEOUT_MAX_MS)
+      .optional()
+      .describe("wait up to this long for the clients' acks; the answer adds delivered and acked"),
+    offline: z
+      .enum(["store", "drop"])
+      .optional()
+      .describe(
+        '"store": keep for target users with no socket, deliver on their next register (userId/userIds only)',
+      ),
+    ttlSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(cfg.OFFLINE_MAX_TTL_SECONDS)
+      .optional()
+      .describe('with offline "store": how long it is kept (default OFFLINE_MAX_TTL_SECONDS)'),
+    idempotencyKey: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces")
+      .optional()
+      .describe("a repeated key within IDEMPOTENCY_WINDOW_SECONDS is accepted once"),
+  });
+
+  const pushRequest = z
+    .strictObject({
+      userId: userId.optional(),
+      userIds: z.array(userId).min(1).max(cfg.MAX_USER_IDS_PER_PUSH).optional(),
+      room: room.optional(),
+      rooms: z.array(room).min(1).max(100).optional(),
+      broadcast: z.literal(true).optional(),
+      event,
+      payload: z.json().describe("any JSON value, delivered unchanged"),
+      options: pushOptions.optional(),
+    })
+    .superRefine((v, ctx) => {
+      const targets = (["userId", "userIds", "room", "rooms", "broadcast"] as const).filter(
+        (k) => v[k] !== undefined,
+      );
+      if (targets.length !== 1) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["target"],
+          message: "exactly one of userId, userIds, room, rooms, broadcast",
+        });
+      }
+      // Delivery options (src/worker/delivery): a room has no offline members to store for.
+      if (v.options?.offline === "store" && v.userId === undefined && v.userIds === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["options", "offline"],
+          message:
+            '"store" needs a userId or userIds target (rooms and broadcasts have no offline members)',
+        });
+      }
+      if (v.options?.ttlSeconds !== undefined && v.options.offline !== "store") {
+        ctx.addIssue({
+          code: "custom",
+          path: ["options", "ttlSeconds"],
+          message: 'only with offline: "store"',
+        });
+      }
+    });
+
+  const roomsQuery = z.strictObject({
+    prefix: z.string().max(cfg.MAX_ROOM_NAME_LENGTH).optional(),
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+    cursor: z.string().max(cfg.MAX_ROOM_NAME_LENGTH).optional(),
+  });
+
+  return { userId, room, event, pushOptions, pushRequest, roomsQuery };
+}
+
+export type Schemas = ReturnType<typeof createSchemas>;
+export type PushRequest = z.output<Schemas["pushRequest"]>;
+
+/** zod issues → the contract's `details`: one entry per bad field. */
+export function zodDetails(error: z.ZodError): { path: string; message: string }[] {
+  return error.issues.map((i) => ({
+    path: i.path.length ? i.path.map(String).join(".") : "(body)",
+    message: i.message,
+  }));
+}

@@ -1,0 +1,106 @@
+import type { Router } from "express";
+import type { Logger } from "pino";
+import type { Config } from "../../shared/config.js";
+import type { Query, WorkerToPrimary } from "../../shared/ipc.js";
+import { metrics } from "../../shared/metrics.js";
+import type { ApiHelpers } from "../api/api-app.js";
+import type { ClusterResult } from "../cluster-client.js";
+import type { GatewayHooks, GatewayServer } from "../gateway.js";
+import type { CustomQueryHandler } from "../local-queries.js";
+import type { PushService } from "../push-service.js";
+import { sweepStaleAcks } from "./acks.js";
+import { mountBatchRoute, registerBatchOpenApi } from "./batch-route.js";
+import type { DeliveryStore } from "./delivery-store.js";
+import { withFallback } from "./fallback-store.js";
+import { createDeliveryPipeline, type DeliveryPipeline } from "./pipeline.js";
+import { createPresence, localPresence, PRESENCE_QUERY } from "./presence.js";
+import { createPrimaryStore } from "./primary-store.js";
+import { createRedisStore } from "./redis-store.js";
+import { createReplayHooks } from "./replay.js";
+
+/**
+ * Wires the delivery guarantees into a worker: which store (the primary's,
+ * or Redis with the primary's as fallback), presence, the push pipeline,
+ * replay on register, the batch route, and the periodic sweeps.
+ */
+
+export interface Delivery {
+  store: DeliveryStore;
+  pipeline: DeliveryPipeline;
+  hooks: GatewayHooks;
+  /** Custom cluster queries this worker answers (pass to createLocalQueries). */
+  queries: Map<string, CustomQueryHandler>;
+  /** Mounts POST /api/push/batch (call from the API app's `extend`). */
+  mountRoutes(router: Router, helpers: ApiHelpers, push: PushService): void;
+  /** Waits for Redis (if configured) until `ms` after creation; true when the store is up. */
+  start(ms: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+const REDIS_SWEEP_INTERVAL_MS = 10_000;
+
+export function createDelivery(deps: {
+  io: GatewayServer;
+  cfg: Config;
+  log: Logger;
+  /** Cluster queries: this host's, or every host's with REDIS_URL. */
+  cluster: { query(q: Query, timeoutMs: number): Promise<ClusterResult> };
+  /** IPC to this host's primary, which keeps the host's store. */
+  send(msg: WorkerToPrimary): void;
+}): Delivery {
+  const { io, cfg, cluster, send } = deps;
+  const log = deps.log.child({ module: "delivery" });
+
+  const hostStore = createPrimaryStore({
+    send,
+    timeoutMs: cfg.QUERY_TIMEOUT_MS + 1_000,
+  });
+  let store: DeliveryStore = hostStore;
+  let sweepTimer: NodeJS.Timeout | undefined;
+  const createdAt = Date.now();
+  let redisReady: ((ms: number) => Promise<boolean>) | undefined;
+  if (cfg.REDIS_URL) {
+    const redis = createRedisStore({
+      url: cfg.REDIS_URL,
+      prefix: cfg.REDIS_KEY_PREFIX,
+      maxPerUser: cfg.OFFLINE_MAX_PER_USER,
+      maxTotal: cfg.OFFLINE_MAX_TOTAL,
+      maxTotalBytes: cfg.OFFLINE_MAX_TOTAL_BYTES,
+      idempotencyWindowMs: cfg.IDEMPOTENCY_WINDOW_SECONDS * 1_000,
+      commandTimeoutMs: Math.max(cfg.QUERY_TIMEOUT_MS, 500),
+      onSweep: (n) => metrics.offlineExpired.inc(n),
+    });
+    redisReady = async (ms) => {
+      const up = await redis.ready(Math.max(0, createdAt + ms - Date.now()));
+      if (!up) log.warn("redis unreachable at start; offline messages stay on this host for now");
+      return up;
+    };
+    store = withFallback(redis, hostStore, log);
+    sweepTimer = setInterval(() => {
+      redis.sweep().catch(() => {});
+    }, REDIS_SWEEP_INTERVAL_MS);
+    sweepTimer.unref();
+  }
+
+  const presence = createPresence({ cluster, timeoutMs: cfg.QUERY_TIMEOUT_MS });
+  const stopAckSweep = sweepStaleAcks(io, cfg.ACK_TIMEOUT_MAX_MS + 10_000);
+  registerBatchOpenApi(cfg);
+
+  return {
+    store,
+    pipeline: createDeliveryPipeline({ io, cfg, log, store, presence }),
+    hooks: createReplayHooks({
+      store,
+      log,
+      highWaterBytes: Math.floor(cfg.MAX_BUFFERED_BYTES_PER_SOCKET / 2),
+    }),
+    queries: new Map([[PRESENCE_QUERY, localPresence(io)]]),
+    mountRoutes: (router, helpers, push) => mountBatchRoute(router, helpers, { cfg, push }),
+    start: (ms) => redisReady?.(ms) ?? Promise.resolve(true),
+    async close() {
+      stopAckSweep();
+      if (sweepTimer) clearInterval(sweepTimer);
+      await store.close();
+    },
+  };
+}

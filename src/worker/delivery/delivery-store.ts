@@ -1,0 +1,35 @@
+import type { IdemClaimResult, OfflinePutResult, StoredMessage } from "../../shared/ipc.js";
+
+/**
+ * What the delivery features need from a store, whichever keeps it: the
+ * primary (one host) or Redis (several hosts). Every method may reject when
+ * the store is unreachable; callers decide what that means.
+ */
+
+export interface TakenMessages {
+  messages: StoredMessage[];
+  /** Messages of this user found expired and removed. */
+  expired: number;
+  /** The messages were written to the socket: forget them. */
+  confirm(): Promise<void>;
+  /** The messages past the first `written` could not be written: put them back in front. */
+  restore(written?: number): Promise<void>;
+}
+
+export interface DeliveryStore {
+  readonly kind: "primary" | "redis";
+  put(userIds: readonly string[], message: StoredMessage): Promise<OfflinePutResult>;
+  /** Atomically removes the user's messages: two takes never return the same message. */
+  take(userId: string): Promise<TakenMessages>;
+  /** First claim of a key within the window wins; later ones get the winner's id. */
+  claim(key: string, id: string): Promise<IdemClaimResult>;
+  release(key: string, id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const nothingTaken: TakenMessages = {
+  messages: [],
+  expired: 0,
+  confirm: async () => {},
+  restore: async () => {},
+};

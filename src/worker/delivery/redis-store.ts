@@ -1,0 +1,271 @@
+import { Redis } from "ioredis";
+import type { IdemClaimResult, OfflinePutResult, StoredMessage } from "../../shared/ipc.js";
+import { type DeliveryStore, nothingTaken } from "./delivery-store.js";
+import { waitForReady } from "../redis/wait-ready.js";
+
+/**
+ * The delivery store in Redis (REDIS_URL), shared by every host: a user may
+ * come back on another host and still get what was stored for them.
+ *
+ * Layout under `<REDIS_KEY_PREFIX>:delivery:`
+ * - `q:<userId>`  LIST, the user's messages in push order; each entry is
+ *   `<id> <bytes> <expiresAt ms> <storedAt ms>\n<event>\n<payload JSON>`
+ *   (a header Lua can read without decoding the payload). The key expires
+ *   with its longest-lived message.
+ * - `index`       ZSET `<userId> <id>` → expiresAt: every live message, for
+ *   the total bounds and the expiry sweep.
+ * - `sizes`       HASH `<userId> <id>` → payload bytes; `bytes` the sum.
+ * - `idem:<key>`  the id of the push that claimed the key (SET NX PX).
+ *
+ * Every operation is one Lua script, so each is atomic across hosts: two
+ * tabs registering at once on two hosts never both get a message. Times are
+ * Redis's own clock (TIME), so hosts with skewed clocks agree on expiry.
+ * One Redis (or a primary with replicas), not Redis Cluster: the scripts
+ * touch several keys.
+ */
+
+const NOW = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+const FORGET = `local function forget(members)
+  local freed = 0
+  local sizes = redis.call('HMGET', KEYS[2], unpack(members))
+  for i = 1, #sizes do if sizes[i] then freed = freed + tonumber(sizes[i]) end end
+  redis.call('ZREM', KEYS[1], unpack(members))
+  redis.call('HDEL', KEYS[2], unpack(members))
+  if freed > 0 then redis.call('DECRBY', KEYS[3], freed) end
+end
+local function sweep()
+  local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
+  if #old > 0 then forget(old) end
+  return #old
+end`;
+
+// KEYS: index, sizes, bytes, queue per user. ARGV: maxPerUser, maxTotal,
+// maxBytes, id, size, ttlMs, body, then the userIds (aligned with the queues).
+const PUT = `${NOW}
+${FORGET}
+local maxPerUser, maxTotal, maxBytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local id, size, ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local exp = now + ttl
+local entry = id .. ' ' .. size .. ' ' .. exp .. ' ' .. now .. '\\n' .. ARGV[7]
+local expired = sweep()
+local count = redis.call('ZCARD', KEYS[1])
+local bytes = tonumber(redis.call('GET', KEYS[3]) or '0')
+local stored, dropped, refused = 0, 0, 0
+for i = 4, #KEYS do
+  local q, userId = KEYS[i], ARGV[4 + i]
+  local victim, vsize = nil, 0
+  if redis.call('LLEN', q) >= maxPerUser then
+    local vid, vs = string.match(redis.call('LINDEX', q, 0), '^(%S+) (%d+) ')
+    victim = userId .. ' ' .. vid
+    -- an entry no longer in the index has expired and holds nothing in the totals
+    if redis.call('ZSCORE', KEYS[1], victim) then vsize = tonumber(vs) else vsize = -1 end
+  end
+  local freeCount, freeBytes = 0, 0
+  if victim and vsize >= 0 then freeCount, freeBytes = 1, vsize end
+  if count - freeCount + 1 > maxTotal or bytes - freeBytes + size > maxBytes then
+    refused = refused + 1
+  else
+    if victim then
+      redis.call('LPOP', q)
+      if vsize >= 0 then
+        forget({victim})
+        count, bytes, dropped = count - 1, bytes - vsize, dropped + 1
+      end
+    end
+    local member = userId .. ' ' .. id
+    redis.call('RPUSH', q, entry)
+    redis.call('ZADD', KEYS[1], exp, member)
+    redis.call('HSET', KEYS[2], member, size)
+    redis.call('INCRBY', KEYS[3], size)
+    count, bytes, stored = count + 1, bytes + size, stored + 1
+    if redis.call('PTTL', q) < ttl then redis.call('PEXPIRE', q, ttl) end
+  end
+end
+return {stored, dropped, refused, expired}`;
+
+// KEYS: queue, index, sizes, bytes. ARGV: userId. Returns {expired, entries...}.
+const TAKE = `${NOW}
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+if #items == 0 then return {0} end
+redis.call('DEL', KEYS[1])
+local out, expired, freed = {0}, 0, 0
+for _, it in ipairs(items) do
+  local id, size, exp = string.match(it, '^(%S+) (%d+) (%d+) ')
+  local member = ARGV[1] .. ' ' .. id
+  local live = redis.call('ZSCORE', KEYS[2], member)
+  if live then
+    redis.call('ZREM', KEYS[2], member)
+    redis.call('HDEL', KEYS[3], member)
+    freed = freed + tonumber(size)
+  end
+  if tonumber(exp) <= now then
+    if live then expired = expired + 1 end
+  else
+    out[#out + 1] = it
+  end
+end
+if freed > 0 then redis.call('DECRBY', KEYS[4], freed) end
+out[1] = expired
+return out`;
+
+// KEYS: queue, index, sizes, bytes. ARGV: userId, entries oldest first.
+const RESTORE = `local longest = 0
+for i = #ARGV, 2, -1 do
+  local it = ARGV[i]
+  local id, size, exp = string.match(it, '^(%S+) (%d+) (%d+) ')
+  local member = ARGV[1] .. ' ' .. id
+  redis.call('LPUSH', KEYS[1], it)
+  redis.call('ZADD', KEYS[2], tonumber(exp), member)
+  redis.call('HSET', KEYS[3], member, size)
+  redis.call('INCRBY', KEYS[4], tonumber(size))
+  if tonumber(exp) > longest then longest = tonumber(exp) end
+end
+if longest > 0 then redis.call('PEXPIREAT', KEYS[1], longest) end
+return 1`;
+
+// KEYS: index, sizes, bytes.
+const SWEEP = `${NOW}
+${FORGET}
+return sweep()`;
+
+// KEYS: idem key. ARGV: id, windowMs. Returns nil for a first claim, else the winner's id.
+const CLAIM = `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return redis.call('GET', KEYS[1])`;
+
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+/** With numberOfKeys unset, the first argument is the number of keys. */
+type Script = (...args: (string | number)[]) => Promise<unknown>;
+interface Scripts {
+  ssPut: Script;
+  ssTake: Script;
+  ssRestore: Script;
+  ssSweep: Script;
+  ssClaim: Script;
+  ssRelease: Script;
+}
+
+export interface RedisStoreOptions {
+  url: string;
+  prefix: string;
+  maxPerUser: number;
+  maxTotal: number;
+  maxTotalBytes: number;
+  idempotencyWindowMs: number;
+  /** A command not answered within this fails (the caller falls back). */
+  commandTimeoutMs: number;
+  /** Expired messages removed by a sweep, for the metrics. */
+  onSweep?: (expired: number) => void;
+}
+
+export interface RedisStore extends DeliveryStore {
+  readonly redis: Redis;
+  /** Resolves when connected, or after `ms` (the store then fails until Redis is back). */
+  ready(ms: number): Promise<boolean>;
+  sweep(): Promise<number>;
+}
+
+export function parseEntry(entry: string): StoredMessage {
+  const nl1 = entry.indexOf("\n");
+  const nl2 = entry.indexOf("\n", nl1 + 1);
+  const [id, , expiresAt, storedAt] = entry.slice(0, nl1).split(" ");
+  return {
+    id: id!,
+    event: entry.slice(nl1 + 1, nl2),
+    payloadJson: entry.slice(nl2 + 1),
+    storedAt: Number(storedAt),
+    expiresAt: Number(expiresAt),
+  };
+}
+
+export function createRedisStore(opts: RedisStoreOptions): RedisStore {
+  const redis = new Redis(opts.url, {
+    // Fail at once while disconnected instead of queueing: the caller falls
+    // back to the host's store, and a push still answers.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: opts.commandTimeoutMs,
+    retryStrategy: (times) => Math.min(100 * times, 2_000),
+    lazyConnect: false,
+    connectionName: "socket-server:delivery",
+  });
+  // Errors surface on each command; the connection's own events would only repeat them.
+  redis.on("error", () => {});
+  redis.defineCommand("ssPut", { lua: PUT });
+  redis.defineCommand("ssTake", { lua: TAKE });
+  redis.defineCommand("ssRestore", { lua: RESTORE });
+  redis.defineCommand("ssSweep", { lua: SWEEP, numberOfKeys: 3 });
+  redis.defineCommand("ssClaim", { lua: CLAIM, numberOfKeys: 1 });
+  redis.defineCommand("ssRelease", { lua: RELEASE, numberOfKeys: 1 });
+  const s = redis as unknown as Scripts;
+
+  const k = (name: string) => `${opts.prefix}:delivery:${name}`;
+  const totals = [k("index"), k("sizes"), k("bytes")];
+  const queue = (userId: string) => k(`q:${userId}`);
+
+  const restore = async (userId: string, entries: string[]) => {
+    const keys = [queue(userId), ...totals];
+    await s.ssRestore(keys.length, ...keys, userId, ...entries);
+  };
+
+  return {
+    kind: "redis",
+    redis,
+    ready: (ms) => waitForReady(redis, ms),
+    async put(userIds, message) {
+      const users = [...new Set(userIds)];
+      const keys = [...totals, ...users.map(queue)];
+      const size = Buffer.byteLength(message.payloadJson) + message.event.length;
+      const r = (await s.ssPut(
+        keys.length,
+        ...keys,
+        opts.maxPerUser,
+        opts.maxTotal,
+        opts.maxTotalBytes,
+        message.id,
+        size,
+        Math.max(1, message.expiresAt - message.storedAt),
+        `${message.event}\n${message.payloadJson}`,
+        ...users,
+      )) as number[];
+      if (r[3]! > 0) opts.onSweep?.(r[3]!);
+      return { stored: r[0]!, droppedOldest: r[1]!, refused: r[2]! } satisfies OfflinePutResult;
+    },
+    async take(userId) {
+      const keys = [queue(userId), ...totals];
+      const r = (await s.ssTake(keys.length, ...keys, userId)) as [number, ...string[]];
+      const [expired, ...entries] = r;
+      if (entries.length === 0) return { ...nothingTaken, expired };
+      return {
+        messages: entries.map(parseEntry),
+        expired,
+        confirm: async () => {},
+        restore: async (written = 0) => {
+          if (written < entries.length) await restore(userId, entries.slice(written));
+        },
+      };
+    },
+    async claim(key, id) {
+      const winner = (await s.ssClaim(k(`idem:${key}`), id, opts.idempotencyWindowMs)) as
+        | string
+        | null;
+      return (
+        winner === null ? { duplicate: false } : { duplicate: true, originalId: winner }
+      ) satisfies IdemClaimResult;
+    },
+    async release(key, id) {
+      await s.ssRelease(k(`idem:${key}`), id);
+    },
+    async sweep() {
+      const n = (await s.ssSweep(...totals)) as number;
+      if (n > 0) opts.onSweep?.(n);
+      return n;
+    },
+    async close() {
+      redis.disconnect();
+    },
+  };
+}

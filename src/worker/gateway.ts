@@ -1,0 +1,301 @@
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import type { Server, Socket } from "socket.io";
+import type { Config } from "../shared/config.js";
+import { type AckError, ackError, type ErrorCode } from "../shared/errors.js";
+import {
+  BUILT_IN_EVENTS,
+  type ClientToServerEvents,
+  DISCONNECT_REASONS,
+  type DisconnectReason,
+  type InterServerEvents,
+  SERVER_DISCONNECT_EVENT,
+  type ServerToClientEvents,
+  type SocketData,
+  userRoom,
+} from "../shared/events.js";
+import { metrics } from "../shared/metrics.js";
+import { isValidEventName, isValidRoom, roomAllowed, USER_ID_PATTERN } from "../shared/names.js";
+import type { AuthService } from "./auth/auth-service.js";
+
+export type GatewayServer = Server<
+  ClientToServerEvents,
+  ServerToClientEvents,
+  InterServerEvents,
+  SocketData
+>;
+export type GatewaySocket = Socket<
+  ClientToServerEvents,
+  ServerToClientEvents,
+  InterServerEvents,
+  SocketData
+>;
+
+/** What is sent to the backend for a client event (CONTRACT: forwarding). */
+export interface ForwardedEvent {
+  id: string;
+  event: string;
+  payload: unknown;
+  userId: string;
+  socketId: string;
+  rooms: string[];
+  receivedAt: string;
+}
+
+export type ForwardReply = { ok: true; data: unknown } | AckError;
+
+export interface Forwarder {
+  forward(e: ForwardedEvent): Promise<ForwardReply>;
+}
+
+/** Points where later features hook into a socket's life. */
+export interface GatewayHooks {
+  /** Before the register ack; may return how many stored messages will follow. */
+  beforeRegisterAck?: (
+    socket: GatewaySocket,
+    userId: string,
+  ) => Promise<number | undefined> | number | undefined;
+  afterRegister?: (socket: GatewaySocket, userId: string) => Promise<void> | void;
+  /** Per forwarded event, with its arguments (ack excluded); an error rejects it (rate limits). */
+  admitEvent?: (
+    socket: GatewaySocket,
+    event: string,
+    payload: readonly unknown[],
+  ) => AckError | undefined;
+  onDisconnect?: (socket: GatewaySocket, reason: string) => void;
+}
+
+export interface GatewayDeps {
+  io: GatewayServer;
+  cfg: Config;
+  log: Logger;
+  auth: AuthService;
+  forwarder: Forwarder;
+  /** Called in order; each feature adds its own. */
+  hooks?: GatewayHooks[];
+  /** Handshake admission (load shedding, IP rules, rate limits); a refusal or undefined. */
+  admitHandshake?: (ip: string) => Admission | Promise<Admission>;
+}
+
+type Admission = HandshakeRefusal | ErrorCode | undefined;
+
+/** Why a handshake is refused: `err.data` of the client's connect_error. */
+export interface HandshakeRefusal {
+  code: ErrorCode;
+  /** Seconds (RATE_LIMITED, OVERLOADED, SHUTTING_DOWN). */
+  retryAfter?: number;
+}
+
+type AckFn = (res: unknown) => void;
+
+const builtIn = new Set<string>(BUILT_IN_EVENTS);
+
+/** `err.message` of a refused handshake: "unauthorized" for every AUTH_* code. */
+const CONNECT_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  OVERLOADED: "overloaded",
+  RATE_LIMITED: "rate limited",
+  FORBIDDEN: "forbidden",
+  SHUTTING_DOWN: "shutting down",
+};
+
+function connectError(refusal: ErrorCode | HandshakeRefusal): Error {
+  const data = typeof refusal === "string" ? { code: refusal } : refusal;
+  if (data.code.startsWith("AUTH_")) metrics.authFailures.inc({ code: data.code });
+  const err = new Error(CONNECT_MESSAGES[data.code] ?? "unauthorized") as Error & {
+    data: HandshakeRefusal;
+  };
+  err.data = data;
+  return err;
+}
+
+/** Sends the reason, then disconnects (the client sees `server:disconnect` first). */
+export function disconnectWith(socket: GatewaySocket, code: DisconnectReason): void {
+  metrics.serverDisconnects.inc({ code });
+  socket.emit(SERVER_DISCONNECT_EVENT, { code, message: DISCONNECT_REASONS[code] });
+  socket.disconnect(true);
+}
+
+function clientIp(socket: GatewaySocket): string {
+  return socket.handshake.address;
+}
+
+export function attachGateway(deps: GatewayDeps): void {
+  const { io, cfg, log: baseLog, auth, forwarder } = deps;
+  const log = baseLog.child({ module: "gateway" });
+  const hooks = combineHooks(deps.hooks ?? []);
+
+  io.use((socket, next) => {
+    const ip = clientIp(socket);
+    const admitted = deps.admitHandshake?.(ip);
+    if (admitted instanceof Promise) {
+      admitted.then(
+        (refused) => (refused ? next(connectError(refused)) : authenticate(socket, ip, next)),
+        (err: unknown) => {
+          log.error({ err }, "handshake admission failed unexpectedly");
+          next(connectError("OVERLOADED"));
+        },
+      );
+      return;
+    }
+    if (admitted) return next(connectError(admitted));
+    authenticate(socket, ip, next);
+  });
+
+  function authenticate(socket: GatewaySocket, ip: string, next: (err?: Error) => void): void {
+    const token = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
+    if (typeof token !== "string" || token.length === 0) {
+      next(connectError("AUTH_MISSING"));
+      return;
+    }
+    auth.verify(token).then(
+      (r) => {
+        if (!r.ok) {
+          log.debug({ code: r.code, reason: r.reason, ip }, "handshake refused");
+          return next(connectError(r.code));
+        }
+        socket.data = {
+          sub: r.claims.sub,
+          roomClaims: r.claims.rooms,
+          exp: r.claims.exp,
+          iat: r.claims.iat,
+          ...(r.claims.jti ? { jti: r.claims.jti } : {}),
+          ip,
+          connectedAt: Date.now(),
+        };
+        next();
+      },
+      (err: unknown) => {
+        log.error({ err }, "token verification failed unexpectedly");
+        next(connectError("OVERLOADED"));
+      },
+    );
+  }
+
+  io.on("connection", (socket) => {
+    const registerTimer = setTimeout(() => {
+      if (!socket.data.userId) disconnectWith(socket, "REGISTER_TIMEOUT");
+    }, cfg.REGISTER_TIMEOUT_MS);
+
+    socket.on("disconnect", (reason) => {
+      clearTimeout(registerTimer);
+      hooks.onDisconnect?.(socket, reason);
+    });
+
+    socket.on("register", (req: unknown, ack?: unknown) => {
+      const reply = typeof ack === "function" ? (ack as AckFn) : () => {};
+      const userId = (req as { userId?: unknown } | null)?.userId;
+      if (typeof userId !== "string" || !USER_ID_PATTERN.test(userId)) {
+        return reply(ackError("INVALID_PAYLOAD", "register needs { userId: string }"));
+      }
+      if (userId !== socket.data.sub) {
+        return reply(ackError("FORBIDDEN", "userId must equal the token's sub"));
+      }
+      if (socket.data.userId) {
+        return reply({ ok: true, userId, rooms: roomsOf(socket) });
+      }
+      socket.data.userId = userId;
+      clearTimeout(registerTimer);
+      socket.join(userRoom(userId));
+      Promise.resolve(hooks.beforeRegisterAck?.(socket, userId))
+        .then((replayed) => {
+          reply({
+            ok: true,
+            userId,
+            rooms: roomsOf(socket),
+            // Only when stored messages follow: an ack without it means none.
+            ...(replayed ? { replayed } : {}),
+          });
+          return hooks.afterRegister?.(socket, userId);
+        })
+        .catch((err: unknown) => log.error({ err, socketId: socket.id }, "register hook failed"));
+    });
+
+    const roomOp = (op: "join" | "leave") => (req: unknown, ack?: unknown) => {
+      const reply = typeof ack === "function" ? (ack as AckFn) : () => {};
+      if (!socket.data.userId) return reply(ackError("NOT_REGISTERED"));
+      const room = (req as { room?: unknown } | null)?.room;
+      if (!isValidRoom(room, cfg.MAX_ROOM_NAME_LENGTH)) {
+        return reply(ackError("INVALID_PAYLOAD", "needs { room: string } with a valid room name"));
+      }
+      if (!roomAllowed(room, socket.data.roomClaims)) {
+        return reply(ackError("FORBIDDEN", "the token's rooms claim does not allow this room"));
+      }
+      if (op === "join") {
+        if (!socket.rooms.has(room) && socket.rooms.size - 1 >= cfg.MAX_ROOMS_PER_SOCKET) {
+          return reply(ackError("FORBIDDEN", "too many rooms for one socket"));
+        }
+        socket.join(room);
+      } else {
+        socket.leave(room);
+      }
+      reply({ ok: true, room, rooms: roomsOf(socket) });
+    };
+    socket.on("room:join", roomOp("join"));
+    socket.on("room:leave", roomOp("leave"));
+
+    socket.onAny((event: unknown, ...args: unknown[]) => {
+      if (typeof event === "string" && builtIn.has(event)) return;
+      const last = args[args.length - 1];
+      const ack = typeof last === "function" ? (last as AckFn) : undefined;
+      const reply = ack ?? (() => {});
+      if (!socket.data.userId) return reply(ackError("NOT_REGISTERED"));
+      if (!isValidEventName(event, cfg.MAX_EVENT_NAME_LENGTH)) {
+        return reply(ackError("INVALID_PAYLOAD", "the event name is not valid or is reserved"));
+      }
+      const payload = ack ? args.slice(0, -1) : args;
+      const rejected = hooks.admitEvent?.(socket, event, payload);
+      if (rejected) return reply(rejected);
+      const forwarded: ForwardedEvent = {
+        id: randomUUID(),
+        event,
+        payload: payload.length <= 1 ? payload[0] : payload,
+        userId: socket.data.userId,
+        socketId: socket.id,
+        rooms: roomsOf(socket),
+        receivedAt: new Date().toISOString(),
+      };
+      forwarder.forward(forwarded).then(reply, (err: unknown) => {
+        log.error({ err, event }, "forwarding failed unexpectedly");
+        reply(ackError("BACKEND_UNAVAILABLE"));
+      });
+    });
+  });
+}
+
+function combineHooks(list: GatewayHooks[]): GatewayHooks {
+  return {
+    beforeRegisterAck: async (socket, userId) => {
+      // Hooks that count stored messages (delivery) add up; undefined when none counts.
+      let replayed: number | undefined;
+      for (const h of list) {
+        const n = await h.beforeRegisterAck?.(socket, userId);
+        if (typeof n === "number") replayed = (replayed ?? 0) + n;
+      }
+      return replayed;
+    },
+    afterRegister: async (socket, userId) => {
+      for (const h of list) await h.afterRegister?.(socket, userId);
+    },
+    admitEvent: (socket, event, payload) => {
+      for (const h of list) {
+        const rejected = h.admitEvent?.(socket, event, payload);
+        if (rejected) return rejected;
+      }
+      return undefined;
+    },
+    onDisconnect: (socket, reason) => {
+      for (const h of list) h.onDisconnect?.(socket, reason);
+    },
+  };
+}
+
+/** The rooms a socket is in, without its own private room. */
+export function roomsOf(socket: GatewaySocket): string[] {
+  const out: string[] = [];
+  for (const r of socket.rooms) if (r !== socket.id) out.push(r);
+  return out;
+}
+
+export const disabledForwarder: Forwarder = {
+  forward: async () => ackError("FORWARDING_DISABLED"),
+};

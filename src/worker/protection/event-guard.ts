@@ -1,0 +1,79 @@
+import { performance } from "node:perf_hooks";
+import type { Config } from "../../shared/config.js";
+import { type AckError, ackError } from "../../shared/errors.js";
+import { BUILT_IN_EVENTS } from "../../shared/events.js";
+import { metrics } from "../../shared/metrics.js";
+import type { GatewayHooks, GatewayServer, GatewaySocket } from "../gateway.js";
+import { inspectJson } from "./inspect-json.js";
+import { TokenBucket } from "./token-bucket.js";
+
+/**
+ * Every client event, built-in or forwarded, takes a token from its socket's
+ * bucket (RATE_EVENTS_PER_SECOND, RATE_EVENTS_BURST) and has its arguments
+ * checked (MAX_PAYLOAD_DEPTH, no `__proto__` keys). A refusal is an ack:
+ * RATE_LIMITED with `retryAfter` (seconds, fractional) or INVALID_PAYLOAD
+ * (error acks are counted by code where every ack is, in worker-metrics.ts).
+ *
+ * Two entry points because Socket.IO runs `onAny` listeners (the gateway's
+ * forwarding) before socket middleware: forwarded events are checked by the
+ * gateway's `admitEvent` hook, built-in ones (register, auth:refresh,
+ * room:join/leave) by a `socket.use` middleware that skips the others.
+ */
+
+const builtIn = new Set<string>(BUILT_IN_EVENTS);
+
+export function createEventGuard(cfg: Config): {
+  hooks: GatewayHooks;
+  attach(io: GatewayServer): void;
+} {
+  const buckets = new WeakMap<GatewaySocket, TokenBucket>();
+
+  const admit = (socket: GatewaySocket, args: readonly unknown[]): AckError | undefined => {
+    let bucket = buckets.get(socket);
+    const now = performance.now();
+    if (!bucket) {
+      bucket = new TokenBucket(cfg.RATE_EVENTS_PER_SECOND, cfg.RATE_EVENTS_BURST, now);
+      buckets.set(socket, bucket);
+    }
+    const wait = bucket.take(now);
+    if (wait > 0) {
+      metrics.rateLimited.inc({ scope: "events" });
+      return ackError("RATE_LIMITED", undefined, { retryAfter: Math.ceil(wait * 1000) / 1000 });
+    }
+    for (const arg of args) {
+      const problem = inspectJson(arg, cfg.MAX_PAYLOAD_DEPTH);
+      if (problem) {
+        return ackError("INVALID_PAYLOAD", `${problem.path}: ${problem.message}`, {
+          details: [problem],
+        });
+      }
+    }
+    return undefined;
+  };
+
+  return {
+    hooks: {
+      admitEvent: (socket, _event, payload) => admit(socket, payload ?? []),
+    },
+    attach(io) {
+      io.on("connection", (socket) => {
+        socket.use((packet, next) => {
+          if (!builtIn.has(packet[0] as string)) return next();
+          const last: unknown = packet[packet.length - 1];
+          const ack = typeof last === "function" ? (last as (r: unknown) => void) : undefined;
+          const args = ack ? packet.slice(1, -1) : packet.slice(1);
+          // Built-ins take one object: without it their handler would take the
+          // ack for the request and never answer.
+          const arg: unknown = args[0];
+          const refused =
+            admit(socket, args) ??
+            (args.length !== 1 || typeof arg !== "object" || arg === null || Array.isArray(arg)
+              ? ackError("INVALID_PAYLOAD", `${String(packet[0])} takes one object argument`)
+              : undefined);
+          if (!refused) return next();
+          ack?.(refused);
+        });
+      });
+    },
+  };
+}

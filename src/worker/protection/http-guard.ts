@@ -1,0 +1,113 @@
+import type { NextFunction, Request, Response } from "express";
+import type { Config } from "../../shared/config.js";
+import { metrics } from "../../shared/metrics.js";
+import { sendError } from "../api/http-errors.js";
+import { inspectJson } from "./inspect-json.js";
+import type { LoadShedder } from "./load-shedder.js";
+import type { RateLimits } from "./rate-limits.js";
+
+/**
+ * The API's protection, in the order a request meets it (after the API key
+ * check, before the body is read):
+ *
+ * 1. draining (shutdown or rolling restart): 503 SHUTTING_DOWN with
+ *    `Connection: close`, so a keep-alive client reconnects to a live worker;
+ * 2. push routes while the event loop lags: 503 OVERLOADED. Not on the
+ *    connection cap: pushes to clients already connected are what the
+ *    gateway is for, and refusing them would not free a connection;
+ * 3. push routes over RATE_PUSHES_PER_KEY_PER_SECOND: 429 RATE_LIMITED.
+ *
+ * Both carry `Retry-After` (whole seconds). `inspectBody` runs after JSON
+ * parsing: bodies nested deeper than MAX_PAYLOAD_DEPTH or with `__proto__`
+ * keys are a 400 with the path. `inFlight` counts requests still being
+ * answered, so the shutdown can wait for pushes that wait for client acks.
+ */
+
+export const SHED_RETRY_AFTER_SECONDS = 1;
+
+export function createHttpGuard(deps: {
+  cfg: Config;
+  shedder: LoadShedder;
+  limits: RateLimits;
+  draining: () => boolean;
+}) {
+  const { cfg, shedder, limits } = deps;
+  let inFlight = 0;
+  let idleWaiters: (() => void)[] = [];
+  const done = () => {
+    inFlight--;
+    if (inFlight === 0) {
+      for (const w of idleWaiters) w();
+      idleWaiters = [];
+    }
+  };
+
+  const guard = (req: Request, res: Response, next: NextFunction): void => {
+    inFlight++;
+    res.once("close", done);
+    if (deps.draining()) {
+      // Read the body first: closing a connection with unread bytes in the
+      // kernel's buffer sends a reset, and the client may lose the answer.
+      const refuse = () => {
+        res.setHeader("connection", "close");
+        sendError(res, "SHUTTING_DOWN", undefined, { retryAfter: SHED_RETRY_AFTER_SECONDS });
+      };
+      if (req.complete) refuse();
+      else {
+        req.once("end", refuse);
+        req.resume();
+      }
+      return;
+    }
+    if (req.method !== "POST" || !req.path.startsWith("/push")) {
+      next();
+      return;
+    }
+    if (shedder.reason() === "event_loop_lag") {
+      metrics.shed.inc({ reason: "push_lag" });
+      sendError(res, "OVERLOADED", undefined, { retryAfter: SHED_RETRY_AFTER_SECONDS });
+      return;
+    }
+    const keyId = String(res.locals["apiKeyId"] ?? "anonymous");
+    limits.push(keyId).then(
+      (wait) => {
+        if (wait === undefined) return next();
+        metrics.rateLimited.inc({ scope: "push" });
+        sendError(res, "RATE_LIMITED", undefined, { retryAfter: Math.ceil(wait) });
+      },
+      (err: unknown) => next(err),
+    );
+  };
+
+  const inspectBody = (req: Request, res: Response, next: NextFunction): void => {
+    const problem = inspectJson(req.body, cfg.MAX_PAYLOAD_DEPTH);
+    if (problem) {
+      sendError(res, "VALIDATION_FAILED", "the request is not valid", { details: [problem] });
+      return;
+    }
+    next();
+  };
+
+  return {
+    guard,
+    inspectBody,
+    inFlight: () => inFlight,
+    /** Resolves when no API request is in flight, or after `timeoutMs`. */
+    idle(timeoutMs: number): Promise<boolean> {
+      if (inFlight === 0) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(false), timeoutMs);
+        idleWaiters.push(() => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+    },
+  };
+}
+
+// Kept here for the importers that know them from this module.
+export {
+  setApiSecurityHeaders,
+  setPageSecurityHeaders as setPublicSecurityHeaders,
+} from "../../shared/security-headers.js";

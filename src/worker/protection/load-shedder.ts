@@ -1,0 +1,66 @@
+import { performance } from "node:perf_hooks";
+
+/**
+ * Decides whether this worker takes new work: over MAX_CONNECTIONS_PER_WORKER
+ * or MAX_EVENT_LOOP_LAG_MS, new handshakes get OVERLOADED and pushes 503;
+ * sockets already connected are kept.
+ *
+ * The lag p99 reported once a second reacts a second late. A stalled loop is
+ * also caught by a drift probe: a timer every PROBE_MS that measures how late
+ * it fired. Timers run before I/O in each loop turn, so after a stall the
+ * probe marks the worker overloaded before the handshakes that queued up
+ * during the stall are read, and it stays so for HOLD_MS.
+ */
+
+export type ShedReason = "connections" | "event_loop_lag";
+
+export interface LoadShedder {
+  /**
+   * Why new work would be refused now, or undefined. `admitting`: called for
+   * a handshake in progress, whose own connection is already counted.
+   */
+  reason(admitting?: boolean): ShedReason | undefined;
+  overloaded(): boolean;
+  /** The largest probe drift of the last stall, ms (for logs and status). */
+  lastStallMs(): number;
+  close(): void;
+}
+
+const PROBE_MS = 100;
+const HOLD_MS = 1_000;
+
+export function createLoadShedder(deps: {
+  maxConnections: number;
+  maxLagMs: number;
+  connections: () => number;
+  /** Event-loop delay p99 over the last reporting interval, ms. */
+  lagP99Ms: () => number;
+}): LoadShedder {
+  let expected = performance.now() + PROBE_MS;
+  let stalledUntil = 0;
+  let lastStall = 0;
+  const probe = setInterval(() => {
+    const now = performance.now();
+    const drift = now - expected;
+    expected = now + PROBE_MS;
+    if (drift > deps.maxLagMs) {
+      stalledUntil = now + HOLD_MS;
+      lastStall = Math.round(drift);
+    }
+  }, PROBE_MS);
+  probe.unref();
+
+  const reason = (admitting = false): ShedReason | undefined => {
+    if (deps.connections() - (admitting ? 1 : 0) >= deps.maxConnections) return "connections";
+    if (deps.lagP99Ms() > deps.maxLagMs || performance.now() < stalledUntil) {
+      return "event_loop_lag";
+    }
+    return undefined;
+  };
+  return {
+    reason,
+    overloaded: () => reason() !== undefined,
+    lastStallMs: () => lastStall,
+    close: () => clearInterval(probe),
+  };
+}

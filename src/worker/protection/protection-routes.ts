@@ -1,0 +1,150 @@
+import type { Router } from "express";
+import { z } from "zod";
+import type { Config } from "../../shared/config.js";
+import { GatewayError } from "../../shared/errors.js";
+import type { WorkerToPrimary } from "../../shared/ipc.js";
+import { USER_ID_PATTERN } from "../../shared/names.js";
+import { RESTART_WORKERS_MESSAGE } from "../../shared/protection-messages.js";
+import type { RevocationEntry } from "../../shared/revocation-list.js";
+import type { ApiHelpers } from "../api/api-app.js";
+import { registerOpenApi } from "../api/openapi.js";
+import type { CountAnswer } from "../local-queries.js";
+import type { Revocations } from "./revocations.js";
+
+/**
+ * `POST /api/tokens/revoke` and `POST /api/admin/restart-workers`.
+ *
+ * Times are unix seconds, like the JWT claims they are compared with;
+ * `issuedBefore` also takes an ISO 8601 string. Numbers that look like
+ * milliseconds are refused rather than read as a date 50,000 years away (which
+ * would lock the user out), and so is an `issuedBefore` more than
+ * MAX_FUTURE_SECONDS ahead.
+ */
+
+const MAX_FUTURE_SECONDS = 300;
+const MAX_KEEP_SECONDS = 366 * 24 * 3600;
+
+const unixSeconds = z
+  .number()
+  .int()
+  .positive()
+  .max(99_999_999_999, "unix seconds (this looks like milliseconds)");
+const time = z.union([
+  unixSeconds,
+  z.iso.datetime({ offset: true }).transform((s) => Math.floor(Date.parse(s) / 1000)),
+]);
+
+export function createRevokeSchema() {
+  const expiresAt = unixSeconds
+    .optional()
+    .describe("unix seconds; keep the entry until then (the revoked tokens' exp)");
+  return z.union([
+    z.strictObject({ jti: z.string().min(1).max(256), expiresAt }),
+    z.strictObject({
+      userId: z.string().regex(USER_ID_PATTERN, "1-128 characters of A-Z a-z 0-9 _ . @ : -"),
+      issuedBefore: time.describe("unix seconds or ISO 8601: tokens with iat before this"),
+      expiresAt,
+    }),
+  ]);
+}
+
+export function mountProtectionRoutes(
+  router: Router,
+  helpers: ApiHelpers,
+  deps: {
+    cfg: Config;
+    revocations: Revocations;
+    send: (msg: WorkerToPrimary) => void;
+  },
+): void {
+  const { cfg, revocations } = deps;
+  const revokeSchema = createRevokeSchema();
+
+  router.post("/tokens/revoke", async (req, res) => {
+    if (req.body === undefined) {
+      throw new GatewayError("VALIDATION_FAILED", "a JSON body is required");
+    }
+    const body = helpers.parse(revokeSchema, req.body);
+    const now = Math.floor(Date.now() / 1000);
+    if ("issuedBefore" in body && body.issuedBefore > now + MAX_FUTURE_SECONDS) {
+      throw new GatewayError("VALIDATION_FAILED", "the request is not valid", {
+        details: [
+          { path: "issuedBefore", message: `at most ${MAX_FUTURE_SECONDS} s in the future` },
+        ],
+      });
+    }
+    const until = Math.min(
+      body.expiresAt ?? now + cfg.REVOCATION_TTL_SECONDS,
+      now + MAX_KEEP_SECONDS,
+    );
+    const entry: RevocationEntry =
+      "jti" in body
+        ? { jti: body.jti, until }
+        : { userId: body.userId, issuedBefore: body.issuedBefore, until };
+    // The query first: its answers count the sockets disconnected everywhere.
+    const { results, missing } = await helpers.clusterQuery({ kind: "revoke", ...entry });
+    const shared = await revocations.share(entry);
+    const disconnected = (results as CountAnswer[]).reduce((n, r) => n + r.sockets, 0);
+    res.json({
+      revoked:
+        "jti" in entry
+          ? { jti: entry.jti }
+          : { userId: entry.userId, issuedBefore: entry.issuedBefore },
+      until,
+      disconnected,
+      ...(cfg.REDIS_URL ? { sharedWithOtherHosts: shared } : {}),
+      ...(missing.length ? { missingWorkers: missing } : {}),
+    });
+  });
+
+  router.post("/admin/restart-workers", (_req, res) => {
+    deps.send({ t: "ss:custom", name: RESTART_WORKERS_MESSAGE, data: null });
+    res.status(202).json({ restarting: true, workers: cfg.WORKERS });
+  });
+}
+
+export function registerProtectionOpenApi(): void {
+  const err = (description: string) => ({
+    description,
+    content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+  });
+  registerOpenApi(
+    {
+      RevokeRequest: {
+        schema: createRevokeSchema(),
+        description: "One token by jti, or every token of a user issued before a time.",
+      },
+    },
+    {
+      "/api/tokens/revoke": {
+        post: {
+          summary: "Revoke a token (jti) or a user's tokens issued before a time",
+          requestBody: {
+            required: true,
+            content: {
+              "application/json": { schema: { $ref: "#/components/schemas/RevokeRequest" } },
+            },
+          },
+          responses: {
+            "200": {
+              description:
+                "{ revoked, until, disconnected, sharedWithOtherHosts?, missingWorkers? }",
+            },
+            "400": err("validation failed"),
+            "401": err("missing or invalid API key"),
+            "503": err("shutting down; see Retry-After"),
+          },
+        },
+      },
+      "/api/admin/restart-workers": {
+        post: {
+          summary: "Rolling restart: one worker at a time, each drained and ready again",
+          responses: {
+            "202": { description: "{ restarting: true, workers }" },
+            "401": err("missing or invalid API key"),
+          },
+        },
+      },
+    },
+  );
+}

@@ -1,0 +1,176 @@
+import type { Router } from "express";
+import type { Logger } from "pino";
+import type { Config } from "../../shared/config.js";
+import type { ErrorCode } from "../../shared/errors.js";
+import type { Query, WorkerToPrimary } from "../../shared/ipc.js";
+import { metrics } from "../../shared/metrics.js";
+import type { ApiHelpers } from "../api/api-app.js";
+import type { AuthService } from "../auth/auth-service.js";
+import type { GatewayServer, HandshakeRefusal } from "../gateway.js";
+import { createEventGuard } from "./event-guard.js";
+import { createHttpGuard } from "./http-guard.js";
+import { createIpDenyList } from "./ip-deny-list.js";
+import { createLoadShedder } from "./load-shedder.js";
+import { mountProtectionRoutes, registerProtectionOpenApi } from "./protection-routes.js";
+import { createRateLimits } from "./rate-limits.js";
+import { reconnectClients } from "./reconnect-clients.js";
+import { createRevocations, type SharedRedis } from "./revocations.js";
+import { watchSlowConsumers } from "./slow-consumers.js";
+import { mountTestHooks } from "./test-hooks.js";
+import { attachTokenLifetime } from "./token-lifetime.js";
+
+/**
+ * Everything that protects one worker, wired in one place so that
+ * run-worker.ts only passes its pieces along:
+ *
+ * - handshakes: IP deny list (FORBIDDEN), draining (SHUTTING_DOWN), load
+ *   shedding (OVERLOADED), connections per IP (RATE_LIMITED), revoked
+ *   tokens (AUTH_REVOKED, through `auth`);
+ * - sockets: events per socket and payload shape (`hooks`, `attach`),
+ *   token expiry and `auth:refresh`, slow consumers;
+ * - HTTP API: draining, shedding and pushes per key (`apiGuard`), body
+ *   shape (`inspectBody`), `/api/tokens/revoke`, `/api/admin/restart-workers`
+ *   and, only with TEST_HOOKS, `/api/test/*` (`extendApi`);
+ * - shutdown: `drain` waits for API requests in flight (pushes waiting for
+ *   client acks), then tells clients to reconnect.
+ */
+
+export interface ProtectionDeps {
+  io: GatewayServer;
+  cfg: Config;
+  log: Logger;
+  slot: number;
+  auth: AuthService;
+  send: (msg: WorkerToPrimary) => void;
+  /** Event-loop delay p99 over the last second, ms. */
+  lagP99Ms: () => number;
+  /** This worker is shutting down or being restarted. */
+  draining: () => boolean;
+  /** With REDIS_URL: the worker's Redis link (rate limits, durable revocations). */
+  redis?: SharedRedis | undefined;
+}
+
+export function createProtection(deps: ProtectionDeps) {
+  const { io, cfg } = deps;
+  const log = deps.log.child({ module: "protection" });
+  const redis = deps.redis;
+
+  const shedder = createLoadShedder({
+    maxConnections: cfg.MAX_CONNECTIONS_PER_WORKER,
+    maxLagMs: cfg.MAX_EVENT_LOOP_LAG_MS,
+    connections: () => io.engine.clientsCount,
+    lagP99Ms: deps.lagP99Ms,
+  });
+  const limits = createRateLimits({ cfg, log, ...(redis ? { redis: redis.pub } : {}) });
+  const denyList = createIpDenyList(cfg.IP_DENY_LIST);
+  const revocations = createRevocations({
+    io,
+    cfg,
+    log,
+    send: deps.send,
+    ...(redis ? { redis } : {}),
+  });
+  const auth = revocations.guard(deps.auth);
+  const events = createEventGuard(cfg);
+  const http = createHttpGuard({ cfg, shedder, limits, draining: deps.draining });
+  registerProtectionOpenApi();
+  let slowConsumers: { close(): void } | undefined;
+
+  const refuse = (code: ErrorCode, reason: string, retryAfter?: number): HandshakeRefusal => {
+    if (code === "OVERLOADED") metrics.shed.inc({ reason });
+    else if (code === "RATE_LIMITED") metrics.rateLimited.inc({ scope: reason });
+    return retryAfter === undefined ? { code } : { code, retryAfter };
+  };
+
+  return {
+    /** Pass to attachGateway instead of the plain service: refuses revoked tokens. */
+    auth,
+    hooks: events.hooks,
+    async admitHandshake(ip: string): Promise<HandshakeRefusal | undefined> {
+      if (denyList.denied(ip)) return refuse("FORBIDDEN", "ip_deny_list");
+      if (deps.draining()) return refuse("SHUTTING_DOWN", "draining", 1);
+      const shed = shedder.reason(true);
+      if (shed) return refuse("OVERLOADED", `handshake_${shed}`, 1);
+      const wait = await limits.connection(ip);
+      if (wait !== undefined) return refuse("RATE_LIMITED", "connections", Math.ceil(wait));
+      return undefined;
+    },
+    /** Per-socket parts; call once after attachGateway. */
+    attach(): void {
+      events.attach(io);
+      attachTokenLifetime({ io, cfg, log: deps.log, auth });
+      slowConsumers = watchSlowConsumers({
+        io,
+        log: deps.log,
+        maxBufferedBytes: cfg.MAX_BUFFERED_BYTES_PER_SOCKET,
+      });
+    },
+    overloaded: () => shedder.overloaded(),
+    apiGuard: http.guard,
+    inspectBody: http.inspectBody,
+    extendApi(router: Router, helpers: ApiHelpers): void {
+      mountProtectionRoutes(router, helpers, { cfg, revocations, send: deps.send });
+      if (cfg.TEST_HOOKS) mountTestHooks(router, { slot: deps.slot });
+    },
+    onRevoke: (q: Extract<Query, { kind: "revoke" }>) => revocations.apply(q),
+    /** Loads shared state (revocations from Redis) before the worker reports ready. */
+    start: () => revocations.start(2_000),
+    /**
+     * The worker's part of a graceful stop, once it refuses new work (`draining`):
+     * waits for API requests in flight (pushes waiting for client acks), for
+     * `alsoWaitFor` (forwards in flight) and for acks its clients still owe
+     * (pushes relayed from other workers), so that every answer still reaches
+     * a connected client; then tells the clients to reconnect elsewhere.
+     */
+    async drain(timeoutMs: number, alsoWaitFor: Promise<unknown>[] = []): Promise<void> {
+      const started = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const [idle] = await Promise.all([
+        http.idle(timeoutMs),
+        Promise.race([
+          Promise.allSettled(alsoWaitFor),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, timeoutMs);
+          }),
+        ]),
+      ]);
+      clearTimeout(timer);
+      if (!idle) log.warn({ inFlight: http.inFlight() }, "API requests still in flight at drain");
+      // Pushes another worker relayed here may still wait for these clients' acks.
+      const acked = await settle(
+        () => pendingClientAcks(io) === 0,
+        Math.max(0, timeoutMs - (Date.now() - started)),
+      );
+      if (!acked) log.warn({ acks: pendingClientAcks(io) }, "client acks still pending at drain");
+      const left = Math.max(100, timeoutMs - (Date.now() - started));
+      const n = await reconnectClients(io, left);
+      log.info({ sockets: n, ms: Date.now() - started }, "drained; clients told to reconnect");
+    },
+    close(): void {
+      shedder.close();
+      slowConsumers?.close();
+      revocations.close();
+    },
+  };
+}
+
+export type Protection = ReturnType<typeof createProtection>;
+
+/** Acks this worker's sockets still owe for emits that asked for one (Socket.IO's per-socket map). */
+function pendingClientAcks(io: GatewayServer): number {
+  let n = 0;
+  for (const s of io.of("/").sockets.values()) {
+    n += (s as unknown as { acks: Map<number, unknown> }).acks.size;
+  }
+  return n;
+}
+
+/** Resolves true once `done()` holds (checked every 20 ms), false after `timeoutMs`. */
+async function settle(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() >= until) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
