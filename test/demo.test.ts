@@ -1,0 +1,51 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchBrowser } from "./support/browser.js";
+import { type RunningServer, startServer } from "./support/server.js";
+
+// The newcomer's path, in a real browser: open the demo page on a 2-worker
+// cluster started in dev mode, connect as a user, push through the API,
+// see the push on the page.
+
+let server: RunningServer;
+let browser: Browser;
+beforeAll(async () => {
+  // Dev mode: no JWT secret given, so the demo's token endpoint signs with the generated one.
+  server = await startServer({
+    workers: 2,
+    env: { NODE_ENV: "development", JWT_SECRET: undefined },
+  });
+  browser = await launchBrowser();
+});
+afterAll(async () => {
+  await browser?.close();
+  expect(await server.stop()).toBe(0);
+});
+
+describe("demo page", () => {
+  it("connects, registers and shows a push sent through the API", async () => {
+    const page = await browser.newPage();
+    const hosts = new Set<string>();
+    page.on("request", (r) => hosts.add(new URL(r.url()).hostname));
+    await page.goto(server.publicUrl);
+    await page.fill("#user", "demo-user");
+    await page.click("#connect");
+    await page.waitForSelector('#status[data-state="registered"]', { timeout: 15_000 });
+    expect(await page.textContent("#curl")).toContain(`:${server.apiPort}/api/push`);
+
+    const res = await server.api("POST", "/api/push", {
+      userId: "demo-user",
+      event: "hello",
+      payload: { text: "hi from the API ✓" },
+    });
+    expect(res.status).toBe(202);
+    const item = await page.waitForSelector("#pushes li", { timeout: 10_000 });
+    expect(await item.textContent()).toContain("hi from the API ✓");
+    const dir = mkdtempSync(join(tmpdir(), "ss-demo-"));
+    await page.screenshot({ path: join(dir, "demo.png"), fullPage: true });
+    expect([...hosts]).toEqual(["127.0.0.1"]);
+  }, 60_000);
+});

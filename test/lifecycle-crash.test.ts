@@ -1,0 +1,230 @@
+import type { Socket } from "socket.io-client";
+import { afterEach, describe, expect, it } from "vitest";
+import { emitAck, nextEvent } from "./support/client.js";
+import { signToken, TEST_API_KEY } from "./support/fixtures.js";
+import { waitExit } from "./support/processes.js";
+import {
+  closeOpened,
+  metricValue,
+  open,
+  refused,
+  slotOf,
+  stickyApi,
+  until,
+} from "./support/protection.js";
+import { type RunningServer, startServer } from "./support/server.js";
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  closeOpened();
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function start(env: Record<string, string>, workers = 2): Promise<RunningServer> {
+  const s = await startServer({ workers, env: { TEST_HOOKS: "true", ...env } });
+  cleanups.push(() => s.stop());
+  return s;
+}
+
+const close = { connection: "close" };
+
+/** Worker pids by slot; a request handed to a worker as it dies may never be answered. */
+async function pids(server: RunningServer): Promise<Map<number, number>> {
+  const res = await fetch(`${server.apiUrl}/api/status`, {
+    headers: { authorization: `Bearer ${TEST_API_KEY}`, ...close },
+    signal: AbortSignal.timeout(2_000),
+  });
+  const st = (await res.json()) as { workers: { worker: number; pid: number }[] };
+  return new Map(st.workers.map((w) => [w.worker, w.pid]));
+}
+
+async function client(server: RunningServer, userId: string) {
+  const s = await open(server.publicUrl, await signToken(userId), { reconnection: true });
+  s.on("connect", () => s.emit("register", { userId }));
+  expect((await emitAck<{ ok: boolean }>(s, "register", { userId })).ok).toBe(true);
+  return s;
+}
+
+describe("crash recovery", () => {
+  it("kill -9 of a worker mid-traffic: its clients reconnect, the other worker's clients and the API carry on", async () => {
+    const server = await start({});
+    const users = Array.from({ length: 8 }, (_, i) => `k9-${i}`);
+    const sockets: Socket[] = [];
+    for (const u of users) sockets.push(await client(server, u));
+    const firstSlot = new Map(sockets.map((s) => [s, slotOf(s)]));
+    const victims = sockets.filter((s) => firstSlot.get(s) === 0);
+    const others = sockets.filter((s) => firstSlot.get(s) === 1);
+    expect(victims.length).toBeGreaterThan(0);
+    expect(others.length).toBeGreaterThan(0);
+    const reasons = new Map<Socket, string[]>(sockets.map((s) => [s, []]));
+    for (const s of sockets) s.on("disconnect", (r: string) => reasons.get(s)!.push(r));
+
+    // Traffic both ways until the end of the test.
+    let running = true;
+    const failures: { at: number; what: string }[] = [];
+    const statuses = new Map<number, number>();
+    let killedAt = 0;
+    const traffic = (async () => {
+      while (running) {
+        try {
+          const r = await server.api(
+            "POST",
+            "/api/push",
+            { broadcast: true, event: "tick", payload: Date.now() },
+            close,
+          );
+          statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+        } catch (err) {
+          failures.push({ at: Date.now(), what: String((err as Error).cause ?? err) });
+        }
+        for (const s of sockets) if (s.connected) s.emit("chat", { at: Date.now() });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+
+    const before = await pids(server);
+    killedAt = Date.now();
+    process.kill(before.get(0)!, "SIGKILL");
+    const restartedIn = await until(
+      async () => {
+        const now = await pids(server).catch(() => new Map<number, number>());
+        return now.has(0) && now.get(0) !== before.get(0);
+      },
+      15_000,
+      50,
+    );
+    await until(() => sockets.every((s) => s.connected), 15_000);
+    await until(
+      async () => {
+        const r = await fetch(`${server.apiUrl}/ready`);
+        return r.status === 200;
+      },
+      10_000,
+      50,
+    );
+    running = false;
+    await traffic;
+
+    for (const s of others) expect(reasons.get(s)).toEqual([]);
+    for (const s of victims) expect(reasons.get(s)).toEqual(["transport close"]);
+    // Only requests on the wire when the worker died can fail.
+    for (const f of failures) expect(f.at - killedAt).toBeLessThan(1_000);
+    expect([...statuses.keys()]).toEqual([202]);
+    expect(await pids(server).then((p) => p.get(1))).toBe(before.get(1));
+
+    // Everyone is registered again and gets a push.
+    await until(
+      async () => {
+        const online = await Promise.all(
+          users.map(
+            async (u) =>
+              (
+                (await (await server.api("GET", `/api/users/${u}`, undefined, close)).json()) as {
+                  online: boolean;
+                }
+              ).online,
+          ),
+        );
+        return online.every(Boolean);
+      },
+      10_000,
+      100,
+    );
+    const got = sockets.map((s) => nextEvent(s, "after"));
+    await server.api("POST", "/api/push", { broadcast: true, event: "after", payload: 1 }, close);
+    await Promise.all(got);
+    expect(await metricValue(server, "socket_server_worker_restarts_total")).toBeGreaterThanOrEqual(
+      1,
+    );
+    console.log(
+      `[figures] kill -9: worker replaced in ${restartedIn} ms; ${victims.length} clients reconnected, ` +
+        `${others.length} untouched; pushes ${JSON.stringify(Object.fromEntries(statuses))}, ` +
+        `${failures.length} failed on the wire`,
+    );
+  });
+
+  it("an uncaught error in a worker is logged with context; the worker is replaced", async () => {
+    const server = await start({});
+    const before = await pids(server);
+    const api = stickyApi(server, TEST_API_KEY);
+    const crash = await api.request("POST", "/api/test/crash");
+    api.close();
+    const slot = (crash.body as { slot: number }).slot;
+    const line = await server.waitForOutput(/\{[^\n]*uncaught exception in worker[^\n]*\}/);
+    const entry = JSON.parse(line) as Record<string, unknown> & {
+      err: { message: string; stack: string; type: string };
+    };
+    expect(entry).toMatchObject({
+      level: 60,
+      role: "worker",
+      worker: slot,
+      pid: before.get(slot),
+      origin: "uncaughtException",
+    });
+    expect(entry.err.message).toContain("test-only crash");
+    expect(entry.err.stack).toContain("test-hooks");
+    expect(typeof entry["uptimeSeconds"]).toBe("number");
+    expect(typeof entry["rssBytes"]).toBe("number");
+    await server.waitForOutput(/worker exited unexpectedly; restarting/);
+    await until(async () => (await pids(server)).get(slot) !== before.get(slot), 10_000, 50);
+  });
+
+  it("a worker crashing in a loop makes the primary give up loudly with exit 1", async () => {
+    const server = await startServer({
+      workers: 1,
+      env: { TEST_HOOKS: "true", WORKER_MAX_CRASHES: "2", WORKER_RESTART_BACKOFF_BASE_MS: "50" },
+    });
+    cleanups.push(() => server.stop());
+    for (let i = 0; i < 3; i++) {
+      const before = (await pids(server)).get(0);
+      await server.api("POST", "/api/test/crash", undefined, close);
+      if (i < 2) {
+        await until(
+          async () => {
+            const now = await pids(server).catch(() => new Map<number, number>());
+            return now.has(0) && now.get(0) !== before;
+          },
+          10_000,
+          50,
+        );
+      }
+    }
+    expect(await waitExit(server.proc, 15_000)).toBe(1);
+    expect(server.output()).toMatch(/worker is crashing in a loop; giving up/);
+  });
+});
+
+describe("revocations outlive workers", () => {
+  it("a worker restarted after a revocation refuses the revoked token (the primary hands it the list)", async () => {
+    const server = await start({});
+    const revokedToken = await signToken("surv", { jti: "survives-restart" });
+    const res = await server.api("POST", "/api/tokens/revoke", { jti: "survives-restart" });
+    expect(res.status).toBe(200);
+    const before = await pids(server);
+    process.kill(before.get(0)!, "SIGKILL");
+    await until(
+      async () => {
+        const now = await pids(server).catch(() => new Map<number, number>());
+        return now.has(0) && now.get(0) !== before.get(0);
+      },
+      15_000,
+      50,
+    );
+    const valid = await signToken("surv-ok");
+    // Handshakes go round-robin: with a valid one every third attempt, the
+    // valid ones and the revoked ones each reach both workers.
+    const slots = new Set<number>();
+    for (let i = 0; i < 9; i++) {
+      if (i % 3 === 0) {
+        const s = await open(server.publicUrl, valid);
+        slots.add(slotOf(s));
+        s.close();
+      } else {
+        const err = await refused(open(server.publicUrl, revokedToken));
+        expect(err.data?.code).toBe("AUTH_REVOKED");
+      }
+    }
+    // Both workers took handshakes, the restarted one included.
+    expect([...slots].sort()).toEqual([0, 1]);
+  });
+});

@@ -1,0 +1,44 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { metrics, primaryMetrics } from "../src/shared/metrics.js";
+
+// The README's metrics table (Operations) lists every metric defined in
+// src/shared/metrics.ts with its type and labels, and nothing else.
+
+interface Row {
+  type: string;
+  labels: string[];
+}
+
+function readmeRows(): Map<string, Row> {
+  const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+  const start = readme.indexOf("\n## Operations");
+  const end = readme.indexOf("\n## ", start + 1);
+  const section = readme.slice(start, end === -1 ? undefined : end);
+  const rows = new Map<string, Row>();
+  for (const line of section.split("\n")) {
+    const m = /^\| `(socket_server_[a-z0-9_]+)` \| (\w+) \| ([^|]*) \|/.exec(line);
+    if (!m) continue;
+    const labels = [...m[3]!.matchAll(/`(\w+)`/g)].map((x) => x[1]!);
+    rows.set(m[1]!, { type: m[2]!, labels });
+  }
+  return rows;
+}
+
+describe("README metrics table", () => {
+  it("documents every metric with its type and labels, and only those", () => {
+    const defined = new Map<string, Row>();
+    for (const m of [...Object.values(metrics), ...Object.values(primaryMetrics)]) {
+      const metric = m as unknown as { name: string; labelNames?: string[] };
+      defined.set(metric.name, {
+        type: m.constructor.name.toLowerCase(),
+        labels: [...(metric.labelNames ?? [])],
+      });
+    }
+    const documented = readmeRows();
+    expect(documented.size).toBeGreaterThan(30);
+    expect([...defined.keys()].filter((n) => !documented.has(n))).toEqual([]);
+    expect([...documented.keys()].filter((n) => !defined.has(n))).toEqual([]);
+    for (const [name, row] of defined) expect(documented.get(name), name).toEqual(row);
+  });
+});

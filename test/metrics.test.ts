@@ -1,0 +1,252 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  closeAllClients,
+  connect,
+  connectRegistered,
+  emitAck,
+  nextEvent,
+  type TestSocket,
+} from "./support/client.js";
+import { signToken } from "./support/fixtures.js";
+import { parseScrape, type Scrape, scrape } from "./support/prom-text.js";
+import { type RunningServer, startServer } from "./support/server.js";
+
+// Two workers, real clients, and the aggregated /metrics checked number by
+// number: before and after a worker is SIGKILLed and restarted, and while a
+// worker is stopped (SIGSTOP) and cannot answer.
+
+let server: RunningServer;
+beforeAll(async () => {
+  server = await startServer({ workers: 2, env: { QUERY_TIMEOUT_MS: "700" } });
+});
+afterAll(async () => {
+  expect(await server.stop()).toBe(0);
+});
+afterEach(() => closeAllClients());
+
+const slotOf = (s: TestSocket) => Number.parseInt(String(s.io.engine.id).split("_")[0]!, 36);
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function workers(): Promise<{ worker: number; pid: number }[]> {
+  const res = await server.api("GET", "/api/status");
+  return ((await res.json()) as { workers: { worker: number; pid: number }[] }).workers;
+}
+
+/** The counters and gauges this test drives, read from one scrape. */
+function counts(m: Scrape) {
+  return {
+    connections: m.value("socket_server_gateway_connections"),
+    registered: m.value("socket_server_gateway_registered_sockets"),
+    connects: m.value("socket_server_gateway_connects_total"),
+    authInvalid: m.value("socket_server_auth_failures_total", { code: "AUTH_INVALID" }),
+    authMissing: m.value("socket_server_auth_failures_total", { code: "AUTH_MISSING" }),
+    pushes: m.value("socket_server_push_requests_total", { target: "user", outcome: "accepted" }),
+    pushesOut: m.value("socket_server_gateway_events_out_total", { kind: "push" }),
+    registers: m.value("socket_server_gateway_events_in_total", { kind: "register" }),
+    forbidden: m.value("socket_server_gateway_event_rejections_total", { code: "FORBIDDEN" }),
+    pushRequests: m.value("socket_server_api_requests_total", {
+      method: "POST",
+      route: "/api/push",
+      status: "202",
+    }),
+    emitLatencyCount: m.value("socket_server_push_emit_latency_seconds_count"),
+  };
+}
+
+describe("aggregated /metrics, two workers", () => {
+  it("equals what the clients and the API did, before and after a worker restart", async () => {
+    const users = ["m0", "m1", "m2", "m3", "m4", "m5"];
+    const sockets = await Promise.all(
+      users.map(async (u) => connectRegistered(server.publicUrl, await signToken(u), u)),
+    );
+    const wrongSecret = new TextEncoder().encode("another-secret-that-is-long-enough!!");
+    for (let i = 0; i < 2; i++) {
+      const bad = await signToken("m9", { secret: wrongSecret });
+      await expect(connect(server.publicUrl, bad)).rejects.toMatchObject({
+        data: { code: "AUTH_INVALID" },
+      });
+    }
+    await expect(connect(server.publicUrl, undefined)).rejects.toMatchObject({
+      data: { code: "AUTH_MISSING" },
+    });
+    expect(await emitAck(sockets[0]!, "room:join", { room: "not-allowed" })).toMatchObject({
+      ok: false,
+      error: { code: "FORBIDDEN" },
+    });
+    for (let i = 0; i < 5; i++) {
+      const got = nextEvent(sockets[i]!, "note");
+      const res = await server.api("POST", "/api/push", {
+        userId: users[i],
+        event: "note",
+        payload: { i },
+      });
+      expect(res.status).toBe(202);
+      await got;
+    }
+
+    const expected = {
+      connections: 6,
+      registered: 6,
+      connects: 6,
+      authInvalid: 2,
+      authMissing: 1,
+      pushes: 5,
+      pushesOut: 5,
+      registers: 6,
+      forbidden: 1,
+      pushRequests: 5,
+      emitLatencyCount: 5,
+    };
+    const first = await scrape(server.apiUrl);
+    expect(counts(first)).toEqual(expected);
+    expect(first.value("socket_server_worker_up", { worker: "0" })).toBe(1);
+    expect(first.value("socket_server_worker_up", { worker: "1" })).toBe(1);
+    // Per-process series keep their worker label through the merge.
+    for (const worker of ["0", "1", "primary"]) {
+      expect(
+        first.value("socket_server_process_resident_memory_bytes", { worker }),
+      ).toBeGreaterThan(0);
+      expect(first.value("socket_server_process_start_time_seconds", { worker })).toBeGreaterThan(
+        0,
+      );
+    }
+    // A second scrape changes nothing.
+    expect(counts(await scrape(server.apiUrl))).toEqual(expected);
+    // A scraper that called the API first holds a keep-alive connection that
+    // the balancer gave a worker: the worker fetches the same merged text.
+    const viaWorker = await server.api("GET", "/metrics");
+    expect(viaWorker.status).toBe(200);
+    expect(viaWorker.headers.get("content-type")).toMatch(/^text\/plain/);
+    expect(counts(parseScrape(await viaWorker.text()))).toEqual(expected);
+
+    // SIGKILL worker 0: its sockets drop, the primary restarts it.
+    const before = await workers();
+    const victim = before.find((w) => w.worker === 0)!;
+    const onVictim = sockets.filter((s) => slotOf(s) === 0);
+    const dropped = onVictim.map((s) => new Promise((r) => s.once("disconnect", r)));
+    process.kill(victim.pid, "SIGKILL");
+    await Promise.all(dropped);
+    await waitFor("worker 0 to come back", async () => {
+      const ready = await fetch(`${server.apiUrl}/ready`);
+      if (ready.status !== 200) return undefined;
+      const now = await workers().catch(() => []);
+      const w0 = now.find((w) => w.worker === 0);
+      return w0 && w0.pid !== victim.pid ? w0 : undefined;
+    });
+
+    const after = await scrape(server.apiUrl);
+    // Gauges follow the live sockets; counters keep the dead worker's share.
+    expect(counts(after)).toEqual({
+      ...expected,
+      connections: 6 - onVictim.length,
+      registered: 6 - onVictim.length,
+    });
+    expect(after.value("socket_server_worker_restarts_total", { worker: "0" })).toBe(1);
+    expect(after.value("socket_server_worker_up", { worker: "0" })).toBe(1);
+    expect(after.value("socket_server_worker_up", { worker: "1" })).toBe(1);
+
+    // New work after the restart adds on top, whichever worker takes it.
+    const late = await connectRegistered(server.publicUrl, await signToken("m6"), "m6");
+    const got = nextEvent(late, "note");
+    const push = await server.api("POST", "/api/push", { userId: "m6", event: "note", payload: 1 });
+    expect(push.status).toBe(202);
+    await got;
+    expect(counts(await scrape(server.apiUrl))).toEqual({
+      ...expected,
+      connections: 7 - onVictim.length,
+      registered: 7 - onVictim.length,
+      connects: 7,
+      registers: 7,
+      pushes: 6,
+      pushesOut: 6,
+      pushRequests: 6,
+      emitLatencyCount: 6,
+    });
+  });
+
+  it("answers while a worker is stuck: worker_up 0, its counters kept, its gauges left out", async () => {
+    const a = await connectRegistered(server.publicUrl, await signToken("s0"), "s0");
+    const b = await connectRegistered(server.publicUrl, await signToken("s1"), "s1");
+    // The previous test's clients are closed; wait until the server agrees.
+    const base = await waitFor("only this test's two sockets", async () => {
+      const m = await scrape(server.apiUrl);
+      return m.value("socket_server_gateway_connections") === 2 ? m : undefined;
+    });
+    const connects = base.value("socket_server_gateway_connects_total")!;
+    const stuck = (await workers()).find((w) => w.worker === 1)!;
+    const onOther = [a, b].filter((s) => slotOf(s) !== 1).length;
+    process.kill(stuck.pid, "SIGSTOP");
+    try {
+      const started = Date.now();
+      const during = await scrape(server.apiUrl);
+      const took = Date.now() - started;
+      expect(took).toBeLessThan(5_000);
+      expect(during.value("socket_server_worker_up", { worker: "1" })).toBe(0);
+      expect(during.value("socket_server_worker_up", { worker: "0" })).toBe(1);
+      expect(during.value("socket_server_gateway_connects_total")).toBe(connects);
+      // Only worker 0's sockets are counted while worker 1 cannot say.
+      expect(during.value("socket_server_gateway_connections")).toBe(onOther);
+      expect(
+        during.value("socket_server_process_event_loop_lag_p99_seconds", { worker: "1" }),
+      ).toBe(undefined);
+    } finally {
+      process.kill(stuck.pid, "SIGCONT");
+    }
+    const back = await scrape(server.apiUrl);
+    expect(back.value("socket_server_worker_up", { worker: "1" })).toBe(1);
+    expect(back.value("socket_server_gateway_connections")).toBe(2);
+  });
+});
+
+describe("deploy/ files", () => {
+  const names = (text: string) => new Set(text.match(/\bsocket_server_[a-z0-9_]+/g) ?? []);
+
+  it("the Grafana dashboard and the alert rules name only metrics that exist", async () => {
+    const m = await scrape(server.apiUrl);
+    const known = m.seriesNames();
+    // Redis metrics are registered only with REDIS_URL; this server runs without.
+    const source = readFileSync(new URL("../src/shared/metrics.ts", import.meta.url), "utf8");
+    expect(source).toContain('"socket_server_redis_up"');
+    known.add("socket_server_redis_up");
+    const grafana = readFileSync(
+      new URL("../deploy/grafana/socket-server.json", import.meta.url),
+      "utf8",
+    );
+    const panels = (JSON.parse(grafana) as { panels: { targets?: { expr: string }[] }[] }).panels;
+    const exprs = panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)).join("\n");
+    expect(names(exprs).size).toBeGreaterThan(10);
+    expect([...names(exprs)].filter((n) => !known.has(n))).toEqual([]);
+
+    const rules = readFileSync(new URL("../deploy/prometheus/alerts.yml", import.meta.url), "utf8");
+    expect(names(rules).size).toBeGreaterThan(5);
+    expect([...names(rules)].filter((n) => !known.has(n))).toEqual([]);
+  });
+
+  const promtool = (() => {
+    try {
+      execFileSync("promtool", ["--version"], { stdio: "ignore" });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  it.skipIf(!promtool)("promtool accepts the alert rules", () => {
+    const out = execFileSync("promtool", [
+      "check",
+      "rules",
+      new URL("../deploy/prometheus/alerts.yml", import.meta.url).pathname,
+    ]).toString();
+    expect(out).toMatch(/SUCCESS/);
+  });
+});

@@ -1,0 +1,89 @@
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../src/shared/config.js";
+import { frame, hasBinary, unframe } from "../src/worker/redis/hosts-adapter.js";
+import { describeRedisUrl, retryDelayMs } from "../src/worker/redis/redis-link.js";
+import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./support/fixtures.js";
+
+/** The pure parts of multi-host mode: the wire frame, URL handling, backoff. */
+
+describe("frame between hosts", () => {
+  it("carries host, room and a JSON message", () => {
+    const msg = { type: 3, uid: "u1", nsp: "/", data: { packet: { data: ["ev", { a: "é✓" }] } } };
+    const raw = frame("host-a:12", "user:bob", msg);
+    expect(typeof raw).toBe("string");
+    const f = unframe(Buffer.from(raw));
+    expect(f).toMatchObject({ host: "host-a:12", room: "user:bob" });
+    expect(f!.body()).toEqual(msg);
+  });
+
+  it("uses msgpack for binary payloads and keeps the bytes", () => {
+    const bytes = Buffer.from([0, 1, 2, 255, 10, 13]);
+    const msg = { type: 3, uid: "u1", nsp: "/", data: { packet: { data: ["bin", bytes] } } };
+    expect(hasBinary(msg)).toBe(true);
+    const raw = frame("h", "", msg);
+    expect(Buffer.isBuffer(raw)).toBe(true);
+    const body = unframe(raw as Buffer)!.body() as typeof msg;
+    expect(Buffer.from(body.data.packet.data[1] as Uint8Array)).toEqual(bytes);
+  });
+
+  it("survives a room with quotes and newlines, and rejects garbage", () => {
+    const raw = frame('h"x', 'odd\n"room"', { type: 2 });
+    expect(unframe(Buffer.from(raw))).toMatchObject({ host: 'h"x', room: 'odd\n"room"' });
+    expect(unframe(Buffer.from("no header line"))).toBeUndefined();
+    expect(unframe(Buffer.from('{"not":"an array"}\n{}'))).toBeUndefined();
+    expect(unframe(Buffer.from('["h",""]\n{broken'))!.body()).toBeUndefined();
+  });
+});
+
+describe("REDIS_URL", () => {
+  const base = {
+    JWT_SECRET: TEST_JWT_SECRET,
+    API_KEYS: TEST_API_KEY,
+    DASHBOARD_TOKEN: TEST_DASHBOARD_TOKEN,
+  };
+  it.each([
+    "redis://127.0.0.1:6379",
+    "redis://:pw@redis.internal:6380/2",
+    "rediss://user:pw@redis.example.com",
+    "redis://redis?family=6",
+  ])("accepts %s", (url) => {
+    expect(loadConfig({ ...base, REDIS_URL: url }).REDIS_URL).toBe(url);
+  });
+  it.each([
+    "redis://:only-a-password@",
+    "redis://host:99999",
+    "redis://host/not-a-db",
+    "http://host:6379",
+  ])("refuses %s without printing it", (url) => {
+    let message = "";
+    try {
+      loadConfig({ ...base, REDIS_URL: url });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain("REDIS_URL: got a secret value (not shown)");
+    expect(message).not.toContain(url);
+  });
+
+  it("is described for logs without the password", () => {
+    const d = describeRedisUrl("rediss://alice:s3cret-pw@redis.example.com:6380/3");
+    expect(d).toEqual({ host: "redis.example.com", port: "6380", tls: true, auth: true, db: "3" });
+    expect(JSON.stringify(d)).not.toContain("s3cret");
+  });
+});
+
+describe("reconnect backoff", () => {
+  it("doubles from 100 ms to a 5 s cap, with up to 250 ms of jitter", () => {
+    for (const [attempt, base] of [
+      [1, 100],
+      [2, 200],
+      [4, 800],
+      [7, 5_000],
+      [50, 5_000],
+    ] as const) {
+      const d = retryDelayMs(attempt);
+      expect(d).toBeGreaterThanOrEqual(base);
+      expect(d).toBeLessThan(base + 250);
+    }
+  });
+});

@@ -1,0 +1,115 @@
+import http from "node:http";
+import type { Socket } from "socket.io-client";
+import { connect, emitAck } from "./client.js";
+import { TEST_API_KEY } from "./fixtures.js";
+
+/**
+ * Helpers for the delivery tests (acks, offline store, idempotency, batch).
+ */
+
+/**
+ * POST on a connection of its own (no keep-alive pool): the API port hands
+ * each new connection to the next worker in turn, so consecutive calls land
+ * on different workers.
+ */
+export function postFresh(
+  apiUrl: string,
+  path: string,
+  body: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const data = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${apiUrl}${path}`,
+      {
+        method: "POST",
+        agent: false,
+        headers: {
+          authorization: `Bearer ${TEST_API_KEY}`,
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(data),
+          connection: "close",
+        },
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => {
+          text += c;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      },
+    );
+    req.on("error", reject);
+    req.end(data);
+  });
+}
+
+/** The worker slot a socket lives on, read from its Engine.IO sid (`<slot>_<random>`). */
+export function slotOf(socket: Socket): number {
+  const sid = (socket.io as unknown as { engine: { id: string } }).engine.id;
+  return Number.parseInt(sid.split("_")[0]!, 36);
+}
+
+/** Records every `event` a socket receives, from now on. */
+export function record<T = unknown>(socket: Socket, event: string): T[] {
+  const got: T[] = [];
+  socket.on(event, (payload: T) => {
+    got.push(payload);
+  });
+  return got;
+}
+
+/** Resolves once `list` has `n` entries (checked on each `event`). */
+export function waitForCount(
+  socket: Socket | Socket[],
+  event: string,
+  count: () => number,
+  n: number,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const sockets = Array.isArray(socket) ? socket : [socket];
+  return new Promise((resolve, reject) => {
+    if (count() >= n) return resolve();
+    const timer = setTimeout(
+      () => reject(new Error(`only ${count()} of ${n} ${event} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const check = () => {
+      if (count() < n) return;
+      clearTimeout(timer);
+      for (const s of sockets) s.off(event, check);
+      resolve();
+    };
+    for (const s of sockets) s.on(event, check);
+  });
+}
+
+export interface RegisterAck {
+  ok: boolean;
+  replayed?: number;
+}
+
+/** Connects, starts recording `event`, then registers (replays follow the ack). */
+export async function connectAndRegister(
+  url: string,
+  token: string,
+  userId: string,
+  event: string,
+): Promise<{ socket: Socket; got: unknown[]; ack: RegisterAck }> {
+  const socket = await connect(url, token);
+  const got = record(socket, event);
+  const ack = await emitAck<RegisterAck>(socket, "register", { userId });
+  return { socket, got, ack };
+}
+
+/** Polls GET /ready until 200 (after a worker restart, readiness is what there is to wait on). */
+export async function waitReady(apiUrl: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 50; Date.now() < deadline; delay = Math.min(delay * 2, 500)) {
+    const res = await fetch(`${apiUrl}/ready`).catch(() => undefined);
+    if (res?.status === 200) return;
+    await new Promise((r) => setTimeout(r, delay));
+  }
+  throw new Error(`not ready within ${timeoutMs} ms`);
+}

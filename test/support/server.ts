@@ -1,0 +1,142 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./fixtures.js";
+import { track, waitExit } from "./processes.js";
+
+const MAIN = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
+
+export interface RunningServer {
+  proc: ChildProcess;
+  publicPort: number;
+  apiPort: number;
+  publicUrl: string;
+  apiUrl: string;
+  /** Everything the server printed so far (stdout and stderr). */
+  output(): string;
+  /** Fetch on the API port with the test API key. */
+  api(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<Response>;
+  /** SIGTERM and wait for the exit code (SIGKILL after the timeout). */
+  stop(timeoutMs?: number): Promise<number | string | null>;
+  /** Waits until the output matches (e.g. a log line). */
+  waitForOutput(re: RegExp, timeoutMs?: number): Promise<string>;
+}
+
+export interface StartOptions {
+  env?: Record<string, string | undefined>;
+  workers?: number;
+  /** Do not fill in test secrets (to test configuration errors). */
+  bare?: boolean;
+  startTimeoutMs?: number;
+}
+
+/** Starts the real server (`node dist/main.js`: primary + forked workers) on free ports. */
+export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
+  const env: Record<string, string | undefined> = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    NODE_ENV: "test",
+    PORT: "0",
+    API_PORT: "0",
+    HOST: "127.0.0.1",
+    WORKERS: String(opts.workers ?? 2),
+    LOG_LEVEL: "warn",
+    ...(opts.bare
+      ? {}
+      : {
+          JWT_SECRET: TEST_JWT_SECRET,
+          API_KEYS: TEST_API_KEY,
+          DASHBOARD_TOKEN: TEST_DASHBOARD_TOKEN,
+        }),
+    ...opts.env,
+  };
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  const proc = spawn(process.execPath, [MAIN], {
+    env,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  track(proc);
+  let out = "";
+  const waiters: { re: RegExp; resolve: (m: string) => void }[] = [];
+  const onChunk = (chunk: Buffer) => {
+    out += chunk.toString();
+    for (const w of [...waiters]) {
+      const m = w.re.exec(out);
+      if (m) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(m[0]);
+      }
+    }
+  };
+  proc.stdout!.on("data", onChunk);
+  proc.stderr!.on("data", onChunk);
+
+  const waitForOutput = (re: RegExp, timeoutMs = 15_000) =>
+    new Promise<string>((resolve, reject) => {
+      const m = re.exec(out);
+      if (m) return resolve(m[0]);
+      const timer = setTimeout(
+        () => reject(new Error(`timed out waiting for ${re}; output:\n${out.slice(-3000)}`)),
+        timeoutMs,
+      );
+      waiters.push({
+        re,
+        resolve: (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
+      });
+      proc.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`server exited with ${code} before ${re}; output:\n${out.slice(-3000)}`));
+      });
+    });
+
+  const line = await waitForOutput(
+    /\{"msg":"ports","publicPort":\d+,"apiPort":\d+\}/,
+    opts.startTimeoutMs ?? 30_000,
+  );
+  const { publicPort, apiPort } = JSON.parse(line) as { publicPort: number; apiPort: number };
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  return {
+    proc,
+    publicPort,
+    apiPort,
+    publicUrl: `http://127.0.0.1:${publicPort}`,
+    apiUrl,
+    output: () => out,
+    waitForOutput,
+    api: (method, path, body, headers = {}) =>
+      fetch(`${apiUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${TEST_API_KEY}`,
+          ...(body !== undefined ? { "content-type": "application/json" } : {}),
+          ...headers,
+        },
+        ...(body !== undefined
+          ? { body: typeof body === "string" ? body : JSON.stringify(body) }
+          : {}),
+      }),
+    async stop(timeoutMs = 15_000) {
+      if (proc.exitCode !== null) return proc.exitCode;
+      proc.kill("SIGTERM");
+      return waitExit(proc, timeoutMs);
+    },
+  };
+}
+
+/** The pids of a server's workers, read from its process tree. */
+export async function workerPids(server: RunningServer): Promise<number[]> {
+  const { execFileSync } = await import("node:child_process");
+  const out = execFileSync("ps", ["-o", "pid=", "--ppid", String(server.proc.pid)]).toString();
+  return out
+    .split("\n")
+    .map((s) => Number(s.trim()))
+    .filter((n) => n > 0);
+}
