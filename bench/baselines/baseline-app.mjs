@@ -1,0 +1,89 @@
+import { createPublicKey, randomUUID } from "node:crypto";
+import express from "express";
+import { jwtVerify } from "jose";
+
+/**
+ * The work both baselines do, written the way a user of plain Socket.IO
+ * would: verify the JWT in a middleware (inline, jose), `register` joins
+ * `user:<id>`, `room:join` checks the token's rooms claim, and an express
+ * `POST /api/push` with a bearer key emits to a user or a room. No drop of
+ * `socket.request`, no tuning: Socket.IO's defaults.
+ */
+
+export function tokenKey(env) {
+  if (env.JWT_PUBLIC_KEY) return createPublicKey(env.JWT_PUBLIC_KEY);
+  if (env.JWT_SECRET) return new TextEncoder().encode(env.JWT_SECRET);
+  throw new Error("set JWT_PUBLIC_KEY or JWT_SECRET");
+}
+
+const refused = (code) => Object.assign(new Error("unauthorized"), { data: { code } });
+
+const allowed = (room, claims) =>
+  Array.isArray(claims) &&
+  claims.some((c) => c === room || (c.endsWith("*") && room.startsWith(c.slice(0, -1))));
+
+export function attachSocketHandlers(io, key) {
+  io.use(async (socket, next) => {
+    const token = socket.handshake.auth?.token;
+    if (typeof token !== "string") return next(refused("AUTH_MISSING"));
+    try {
+      const { payload } = await jwtVerify(token, key);
+      socket.data.sub = payload.sub;
+      socket.data.rooms = payload.rooms;
+      next();
+    } catch {
+      next(refused("AUTH_INVALID"));
+    }
+  });
+  io.on("connection", (socket) => {
+    socket.on("register", (req, ack) => {
+      const reply = typeof ack === "function" ? ack : () => {};
+      if (req?.userId !== socket.data.sub)
+        return reply({ ok: false, error: { code: "FORBIDDEN" } });
+      socket.data.userId = req.userId;
+      socket.join(`user:${req.userId}`);
+      reply({ ok: true, userId: req.userId, rooms: [`user:${req.userId}`] });
+    });
+    socket.on("room:join", (req, ack) => {
+      const reply = typeof ack === "function" ? ack : () => {};
+      if (!socket.data.userId) return reply({ ok: false, error: { code: "NOT_REGISTERED" } });
+      if (typeof req?.room !== "string" || !allowed(req.room, socket.data.rooms)) {
+        return reply({ ok: false, error: { code: "FORBIDDEN" } });
+      }
+      socket.join(req.room);
+      reply({ ok: true, room: req.room });
+    });
+  });
+}
+
+export function createPushApp(io, apiKey) {
+  const app = express();
+  app.get("/ready", (_req, res) => res.json({ status: "ready" }));
+  app.use("/api", (req, res, next) => {
+    if (req.headers.authorization !== `Bearer ${apiKey}`) {
+      return res.status(401).json({ error: { code: "UNAUTHORIZED" } });
+    }
+    next();
+  });
+  app.post("/api/push", express.json({ limit: "1mb" }), (req, res) => {
+    const { userId, room, event, payload } = req.body ?? {};
+    if (typeof event !== "string" || (typeof userId !== "string" && typeof room !== "string")) {
+      return res.status(400).json({ error: { code: "VALIDATION_FAILED" } });
+    }
+    io.to(typeof userId === "string" ? `user:${userId}` : room).emit(event, payload);
+    res.status(202).json({ id: randomUUID() });
+  });
+  return app;
+}
+
+/** Socket.IO's heartbeat defaults, unless the bench sets them (self-check does). */
+export function heartbeat(env = process.env) {
+  return {
+    pingInterval: Number(env.PING_INTERVAL_MS) || 25_000,
+    pingTimeout: Number(env.PING_TIMEOUT_MS) || 20_000,
+  };
+}
+
+export function printPorts(port) {
+  process.stdout.write(`${JSON.stringify({ msg: "ports", publicPort: port, apiPort: port })}\n`);
+}

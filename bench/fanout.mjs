@@ -1,0 +1,189 @@
+import { alive, closeFleet, openFleet } from "./lib/fleet.mjs";
+import { startLagListener } from "./lib/lag-listener.mjs";
+import { checkOpenFiles } from "./lib/limits.mjs";
+import { COMMON, knobs, printKnobs } from "./lib/knobs.mjs";
+import { selfCpuMeter } from "./lib/proc.mjs";
+import { describeRatios, markdownTable, printReport, ratios, writeResult } from "./lib/report.mjs";
+import { nowMs, Recorder, sleep } from "./lib/stats.mjs";
+import { apiPost, roundOrder, startTarget } from "./lib/targets.mjs";
+import { benchApiKey, benchKeys, signMany } from "./lib/tokens.mjs";
+
+/**
+ * Fan-out: FANOUT_CLIENTS clients registered and in one room; the bench
+ * pushes to the room through `POST /api/push` at each rate of FANOUT_RATES
+ * for FANOUT_DURATION_S → delivered/s (deliveries ÷ time from the first push
+ * to the last delivery), latency from the push call to each delivery
+ * (p50/p99/max), and missed deliveries (accepted pushes × clients −
+ * deliveries). A client the server disconnects during the run counts too.
+ */
+const SPEC = {
+  ...COMMON,
+  FANOUT_CLIENTS: [10000, "clients in the room"],
+  FANOUT_RATES: [[1, 5, 10], "room pushes per second, one run each"],
+  FANOUT_DURATION_S: [10, "seconds of pushes per rate"],
+  FANOUT_SETTLE_MS: [5000, "longest wait for the last deliveries after the last push"],
+  FANOUT_PAYLOAD_BYTES: [64, "padding in each pushed payload"],
+  FANOUT_CONCURRENCY: [200, "handshakes in flight while connecting the clients"],
+  FANOUT_ALG: ["ES256", "JWT algorithm of the clients"],
+};
+
+const ROOM = "bench:all";
+
+async function runRate(target, o, state, rate, lag) {
+  state.delivered = 0;
+  state.latency = new Recorder(1 << 20);
+  state.lastAt = 0;
+  const pad = "x".repeat(o.FANOUT_PAYLOAD_BYTES);
+  const pushes = Math.max(1, Math.round(rate * o.FANOUT_DURATION_S));
+  const cpu = target.cpu();
+  const self = selfCpuMeter();
+  const lagFrom = lag.now();
+  cpu.start();
+  self.start();
+  const t0 = performance.now();
+  let accepted = 0;
+  let refused = 0;
+  const inFlight = [];
+  for (let i = 0; i < pushes; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    inFlight.push(
+      apiPost(target, "/api/push", {
+        room: ROOM,
+        event: "bench:fan",
+        payload: { t: nowMs(), seq: i, pad },
+      }).then(
+        (r) => (r.status >= 200 && r.status < 300 ? accepted++ : refused++),
+        () => refused++,
+      ),
+    );
+  }
+  await Promise.all(inFlight);
+  const sendEnd = performance.now();
+  // Wait until every accepted delivery arrived, or nothing new for a while.
+  const expected = () => accepted * state.clients;
+  const until = sendEnd + o.FANOUT_SETTLE_MS;
+  let last = -1;
+  let quietSince = performance.now();
+  while (performance.now() < until && state.delivered < expected()) {
+    if (state.delivered !== last) {
+      last = state.delivered;
+      quietSince = performance.now();
+    } else if (performance.now() - quietSince > 1500) {
+      break;
+    }
+    await sleep(100);
+  }
+  const serverCpu = cpu.stop();
+  const loadgenCores = self.stop();
+  const lagWin = lag.between(lagFrom, lag.now(), target.serverRole);
+  const span = ((state.lastAt || performance.now()) - t0) / 1000;
+  const lat = state.latency.summary();
+  return {
+    rate,
+    pushes,
+    accepted,
+    refused,
+    expected: expected(),
+    delivered: state.delivered,
+    missed: expected() - state.delivered,
+    deliveredPerSec: state.delivered / span,
+    p50Ms: lat.p50,
+    p99Ms: lat.p99,
+    maxMs: lat.max,
+    clientsAlive: alive(state.fleet),
+    serverCores: serverCpu.totalCores,
+    serverCoresPerProcess: serverCpu.perPid.map((p) => Number(p.cores.toFixed(2))),
+    loadgenCores,
+    lagP99WorstMs: lagWin.worstP99Ms,
+  };
+}
+
+async function main() {
+  const o = knobs(SPEC);
+  printKnobs("bench: fan-out to one room", SPEC, o);
+  checkOpenFiles(o.FANOUT_CLIENTS);
+  const keys = benchKeys(o.FANOUT_ALG);
+  const tokens = await signMany(keys, o.FANOUT_CLIENTS);
+  const lag = await startLagListener();
+  const rows = [];
+
+  for (let round = 0; round < o.BENCH_ROUNDS; round++) {
+    for (const name of roundOrder(o.BENCH_TARGETS, round)) {
+      const target = await startTarget(name, {
+        keys,
+        apiKey: benchApiKey(),
+        workers: o.BENCH_WORKERS,
+        probePort: lag.port,
+      });
+      const state = { delivered: 0, latency: new Recorder(), lastAt: 0, clients: 0, fleet: [] };
+      const onEvent = (event, payload) => {
+        if (event !== "bench:fan") return;
+        state.delivered += 1;
+        state.lastAt = performance.now();
+        state.latency.add(nowMs() - payload.t);
+      };
+      let fleet;
+      try {
+        fleet = await openFleet(target, tokens, {
+          onEvent,
+          room: ROOM,
+          concurrency: o.FANOUT_CONCURRENCY,
+          // A lost handshake is retried: this bench is about delivery.
+          retries: 3,
+        });
+        state.clients = fleet.completed;
+        state.fleet = fleet.clients;
+        if (fleet.completed < o.FANOUT_CLIENTS) {
+          throw new Error(`${name}: only ${fleet.completed} of ${o.FANOUT_CLIENTS} clients joined`);
+        }
+        await sleep(1000);
+        for (const rate of o.FANOUT_RATES) {
+          const r = await runRate(target, o, state, rate, lag);
+          rows.push({ target: name, round, clients: state.clients, ...r });
+          process.stdout.write(
+            `round ${round} ${name} ${rate}/s: ${r.deliveredPerSec.toFixed(0)} delivered/s, ` +
+              `missed ${r.missed}, p99 ${r.p99Ms.toFixed(0)} ms\n`,
+          );
+          await sleep(1000);
+        }
+      } finally {
+        if (fleet) await closeFleet(fleet.clients);
+        await target.stop();
+      }
+    }
+  }
+  lag.close();
+
+  const columns = [
+    { key: "target", title: "target" },
+    { key: "round", title: "round", digits: 0 },
+    { key: "rate", title: "pushes/s", digits: 0 },
+    { key: "deliveredPerSec", title: "delivered/s", digits: 0 },
+    { key: "p50Ms", title: "p50 ms", digits: 0 },
+    { key: "p99Ms", title: "p99 ms", digits: 0 },
+    { key: "maxMs", title: "max ms", digits: 0 },
+    { key: "missed", title: "missed", digits: 0 },
+    { key: "clientsAlive", title: "clients still connected", digits: 0 },
+    { key: "serverCores", title: "server CPU (cores)", digits: 2 },
+    { key: "loadgenCores", title: "loadgen CPU (cores)", digits: 2 },
+    { key: "lagP99WorstMs", title: "worst lag p99 ms", digits: 0 },
+  ];
+  const sections = [markdownTable(columns, rows)];
+  const allRatios = {};
+  for (const rate of o.FANOUT_RATES) {
+    const atRate = rows.filter((r) => r.rate === rate);
+    allRatios[rate] = {
+      deliveredPerSec: ratios(atRate, "deliveredPerSec"),
+      p99: ratios(atRate, "p99Ms", { higherIsBetter: false }),
+    };
+    sections.push(describeRatios(`${rate}/s: delivered/s`, allRatios[rate].deliveredPerSec));
+    sections.push(describeRatios(`${rate}/s: p99 (baseline ÷ socket-server)`, allRatios[rate].p99));
+  }
+  const { machine, file } = writeResult("fanout", { settings: o, rows, ratios: allRatios });
+  sections.push(`result: ${file}`);
+  printReport(`Fan-out: ${o.FANOUT_CLIENTS} clients in one room`, machine, sections);
+}
+
+await main();

@@ -1,0 +1,93 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describeMachine, machineInfo, ROOT } from "./machine.mjs";
+import { median } from "./stats.mjs";
+
+/** Results: one JSON file per run in bench/results/, and a markdown table on stdout. */
+
+export const RESULTS_DIR = process.env.BENCH_RESULTS_DIR || join(ROOT, "bench", "results");
+
+export function fmt(v, digits = 0) {
+  if (v === undefined || v === null || (typeof v === "number" && !Number.isFinite(v))) return "–";
+  if (typeof v !== "number") return String(v);
+  return v.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+/** columns: [{ key, title, digits? , get?(row) }] */
+export function markdownTable(columns, rows) {
+  const head = `| ${columns.map((c) => c.title).join(" | ")} |`;
+  const sep = `|${columns.map((c) => (c.digits === undefined ? "---" : "---:")).join("|")}|`;
+  const body = rows.map(
+    (r) =>
+      `| ${columns
+        .map((c) => {
+          const v = c.get ? c.get(r) : r[c.key];
+          return c.digits === undefined ? (v ?? "–") : fmt(v, c.digits);
+        })
+        .join(" | ")} |`,
+  );
+  return [head, sep, ...body].join("\n");
+}
+
+/**
+ * Ratios of socket-server to each baseline, computed within each round (the
+ * runs that were interleaved) and summarised as median (min–max).
+ */
+export function ratios(rows, metric, { higherIsBetter = true, subject = "socket-server" } = {}) {
+  const byRound = new Map();
+  for (const r of rows) {
+    const m = byRound.get(r.round) ?? new Map();
+    m.set(r.target, r[metric]);
+    byRound.set(r.round, m);
+  }
+  const out = {};
+  const baselines = [...new Set(rows.map((r) => r.target))].filter((t) => t !== subject);
+  for (const b of baselines) {
+    const list = [];
+    for (const m of byRound.values()) {
+      const s = m.get(subject);
+      const v = m.get(b);
+      if (Number.isFinite(s) && Number.isFinite(v) && v !== 0 && s !== 0) {
+        list.push(higherIsBetter ? s / v : v / s);
+      }
+    }
+    if (list.length) {
+      out[b] = {
+        median: median(list),
+        min: Math.min(...list),
+        max: Math.max(...list),
+        rounds: list,
+      };
+    }
+  }
+  return out;
+}
+
+export function describeRatios(title, r) {
+  const parts = Object.entries(r).map(
+    ([b, x]) =>
+      `${b}: ${fmt(x.median, 2)}×` +
+      (x.rounds.length > 1 ? ` (${fmt(x.min, 2)}–${fmt(x.max, 2)})` : ""),
+  );
+  return parts.length ? `${title} — socket-server vs ${parts.join(", ")}` : "";
+}
+
+export function writeResult(bench, data) {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const machine = machineInfo();
+  const at = new Date().toISOString();
+  const file = join(RESULTS_DIR, `${bench}-${at.replace(/[:.]/g, "-")}.json`);
+  const doc = { bench, at, machine, command: process.argv.slice(1).join(" "), ...data };
+  writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
+  writeFileSync(join(RESULTS_DIR, `${bench}-latest.json`), `${JSON.stringify(doc, null, 2)}\n`);
+  return { file, machine };
+}
+
+export function printReport(title, machine, sections) {
+  const out = [`## ${title}`, "", `machine: ${describeMachine(machine)}`, ""];
+  for (const s of sections) if (s) out.push(s, "");
+  process.stdout.write(`${out.join("\n")}\n`);
+}

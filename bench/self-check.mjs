@@ -1,0 +1,240 @@
+import { isDeepStrictEqual } from "node:util";
+import { io } from "socket.io-client";
+import { knobs, printKnobs } from "./lib/knobs.mjs";
+import { markdownTable } from "./lib/report.mjs";
+import { BenchClient, socketIoUrl } from "./lib/sio-client.mjs";
+import { sleep } from "./lib/stats.mjs";
+import { apiPost, startTarget } from "./lib/targets.mjs";
+import { benchApiKey, benchKeys } from "./lib/tokens.mjs";
+
+/**
+ * Checks the load generator's Socket.IO client (bench/lib/sio-client.mjs)
+ * against the real socket.io-client on a running target: the same acks for
+ * register, room:join and a forwarded event, the same pushes (to the user
+ * and to a room, payload unchanged), the same refusal of a bad token, a push
+ * that waits for client acks, and both still connected after several
+ * heartbeats. Exits non-zero when they differ.
+ */
+const SPEC = {
+  SELF_CHECK_TARGETS: [["socket-server", "single", "docs-cluster"], "targets to check against"],
+  SELF_CHECK_CLIENTS: [["raw", "ws"], "bench client WebSocket layers to check"],
+};
+
+const PAYLOAD = { text: "é✓ 日本", n: [1, 2.5, null, true], nested: { a: { b: "c" } } };
+
+function sioConnect(url, token) {
+  const s = io(url, {
+    auth: { token },
+    transports: ["websocket"],
+    reconnection: false,
+    forceNew: true,
+  });
+  return new Promise((resolve, reject) => {
+    s.once("connect", () => resolve(s));
+    s.once("connect_error", (err) => {
+      s.close();
+      reject(err);
+    });
+  });
+}
+
+function nextOf(events, name, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no ${name} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    events.waiters.push((event, payload) => {
+      if (event !== name) return false;
+      clearTimeout(timer);
+      resolve(payload);
+      return true;
+    });
+  });
+}
+
+function eventSink() {
+  const sink = { waiters: [] };
+  sink.deliver = (event, payload) => {
+    const i = sink.waiters.findIndex((w) => w(event, payload));
+    if (i !== -1) sink.waiters.splice(i, 1);
+  };
+  return sink;
+}
+
+/** Ack shapes compared without the values that differ by user. */
+const shape = (ack) =>
+  JSON.parse(JSON.stringify(ack, (k, v) => (k === "userId" || k === "rooms" ? "·" : v)));
+
+async function checkTarget(name, kinds) {
+  const keys = benchKeys("HS256");
+  const target = await startTarget(name, {
+    keys,
+    apiKey: benchApiKey(),
+    workers: 2,
+    // Heartbeats every 300 ms, so a client that does not answer pings is dropped during the check.
+    env: { PING_INTERVAL_MS: "300", PING_TIMEOUT_MS: "1000" },
+  });
+  const checks = [];
+  try {
+    for (const kind of kinds) {
+      const check = (what, ok, detail = "") =>
+        checks.push({ target: name, client: kind, what, ok: ok ? "✓" : "✗", detail });
+      await checkPair(target, keys, kind, check);
+    }
+  } finally {
+    await target.stop();
+  }
+  return checks;
+}
+
+/** socket.io-client as `a-<kind>` and the bench client as `b-<kind>`, side by side. */
+async function checkPair(target, keys, kind, check) {
+  const name = target.name;
+  const alice = `a-${kind}`;
+  const bob = `b-${kind}`;
+  let real;
+  let bench;
+  try {
+    const [tokA, tokB] = await Promise.all([
+      keys.sign(alice, ["bench:*"]),
+      keys.sign(bob, ["bench:*"]),
+    ]);
+    const realSink = eventSink();
+    const benchSink = eventSink();
+    real = await sioConnect(target.publicUrl, tokA);
+    real.onAny((event, payload) => realSink.deliver(event, payload));
+    bench = new BenchClient(
+      socketIoUrl(target.publicUrl),
+      { token: tokB },
+      (e, p) => benchSink.deliver(e, p),
+      kind,
+    );
+    await bench.connect(5000);
+    check("connect", real.connected && bench.connected);
+    const ra = await real.timeout(5000).emitWithAck("register", { userId: alice });
+    const ba = await bench.emitAck("register", { userId: bob }, 5000);
+    check(
+      "register ack",
+      ra.ok === true && isDeepStrictEqual(shape(ra), shape(ba)),
+      JSON.stringify(ba),
+    );
+
+    const rj = await real.timeout(5000).emitWithAck("room:join", { room: "bench:x" });
+    const bj = await bench.emitAck("room:join", { room: "bench:x" }, 5000);
+    check(
+      "room:join ack",
+      rj.ok === true && isDeepStrictEqual(shape(rj), shape(bj)),
+      JSON.stringify(bj),
+    );
+
+    // The baselines do not forward events (nothing would answer the ack).
+    if (name === "socket-server") {
+      const rf = await real.timeout(5000).emitWithAck("chat:say", { text: "hi" });
+      const bf = await bench.emitAck("chat:say", { text: "hi" }, 5000);
+      check("forwarded event ack", isDeepStrictEqual(rf, bf), JSON.stringify(bf));
+    }
+
+    const gotRoom = Promise.all([nextOf(realSink, "bench:room"), nextOf(benchSink, "bench:room")]);
+    const pr = await apiPost(target, "/api/push", {
+      room: "bench:x",
+      event: "bench:room",
+      payload: PAYLOAD,
+    });
+    const [r1, b1] = await gotRoom;
+    check(
+      "room push",
+      pr.status === 202 && isDeepStrictEqual(r1, PAYLOAD) && isDeepStrictEqual(b1, PAYLOAD),
+    );
+
+    const gotUser = Promise.all([nextOf(realSink, "bench:user"), nextOf(benchSink, "bench:user")]);
+    await apiPost(target, "/api/push", { userId: alice, event: "bench:user", payload: 1 });
+    await apiPost(target, "/api/push", { userId: bob, event: "bench:user", payload: 2 });
+    const [r2, b2] = await gotUser;
+    check("user push", r2 === 1 && b2 === 2);
+
+    // A push that waits for the clients' acks (socket-server's ackTimeoutMs option).
+    if (name === "socket-server") {
+      real.on("bench:acked", (_p, ack) => ack?.("ok"));
+      const [pa, pb] = await Promise.all([
+        apiPost(target, "/api/push", {
+          userId: alice,
+          event: "bench:acked",
+          payload: {},
+          options: { ackTimeoutMs: 3000 },
+        }),
+        apiPost(target, "/api/push", {
+          userId: bob,
+          event: "bench:acked",
+          payload: {},
+          options: { ackTimeoutMs: 3000 },
+        }),
+      ]);
+      if (pa.status === 400) {
+        check("push with client ack", true, "ackTimeoutMs not supported by this build: skipped");
+      } else {
+        check(
+          "push with client ack",
+          pa.body?.acked === 1 && pb.body?.acked === 1,
+          `${JSON.stringify(pa.body)} ${JSON.stringify(pb.body)}`,
+        );
+      }
+    }
+
+    await sleep(1500);
+    check("alive after 5 heartbeats", real.connected && bench.connected);
+
+    const bad = await keys.sign("mallory");
+    const refusedReal = await sioConnect(target.publicUrl, `${bad}x`).catch((e) => e);
+    const refusedBench = await new BenchClient(
+      socketIoUrl(target.publicUrl),
+      { token: `${bad}x` },
+      undefined,
+      kind,
+    )
+      .connect(5000)
+      .catch((e) => e);
+    check(
+      "bad token refused alike",
+      refusedReal instanceof Error &&
+        refusedBench?.kind === "refused" &&
+        refusedReal.message === refusedBench.message &&
+        isDeepStrictEqual(refusedReal.data, refusedBench.data),
+      `${refusedBench?.message} ${JSON.stringify(refusedBench?.data)}`,
+    );
+  } catch (err) {
+    check("ran to the end", false, String(err?.message ?? err));
+  } finally {
+    real?.close();
+    bench?.close();
+  }
+}
+
+async function main() {
+  const o = knobs(SPEC);
+  printKnobs("self-check: bench client vs socket.io-client", SPEC, o);
+  const rows = [];
+  for (const name of o.SELF_CHECK_TARGETS) {
+    rows.push(...(await checkTarget(name, o.SELF_CHECK_CLIENTS)));
+  }
+  process.stdout.write(
+    `${markdownTable(
+      [
+        { key: "target", title: "target" },
+        { key: "client", title: "bench client" },
+        { key: "what", title: "check" },
+        { key: "ok", title: "same" },
+        { key: "detail", title: "detail" },
+      ],
+      rows,
+    )}\n`,
+  );
+  const failed = rows.filter((r) => r.ok !== "✓");
+  if (failed.length) {
+    process.stderr.write(`self-check: ${failed.length} check(s) differ\n`);
+    process.exit(1);
+  }
+  process.stdout.write("self-check: the bench client behaves like socket.io-client\n");
+}
+
+await main();

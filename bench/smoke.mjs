@@ -1,0 +1,83 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/**
+ * `npm run bench:smoke`: every bench with tiny settings (a few dozen clients,
+ * one-second runs, one round), so that CI notices when the bench code rots.
+ * It checks that each bench exits 0 and prints its markdown table; it says
+ * nothing about performance. Results go to a temporary directory.
+ */
+const TINY = {
+  "self-check": {},
+  "auth-cost": { AUTH_TOKENS: "50", AUTH_CONCURRENCY: "1,8" },
+  memory: { MEMORY_STEPS: "10,30", MEMORY_SETTLE_MS: "200", MEMORY_CONCURRENCY: "10" },
+  connect: { CONNECT_CLIENTS: "30", CONNECT_CONCURRENCY: "10", CONNECT_TIMEOUT_MS: "10000" },
+  fanout: {
+    FANOUT_CLIENTS: "30",
+    FANOUT_RATES: "5",
+    FANOUT_DURATION_S: "1",
+    FANOUT_SETTLE_MS: "2000",
+    FANOUT_CONCURRENCY: "10",
+  },
+  push: {
+    PUSH_USERS: "30",
+    PUSH_CONNECTIONS: "2",
+    PUSH_DURATION_S: "1",
+    PUSH_WARMUP_S: "1",
+    PUSH_SETTLE_MS: "1000",
+    PUSH_BATCH_SIZE: "5",
+  },
+};
+
+const resultsDir = mkdtempSync(join(tmpdir(), "ss-bench-smoke-"));
+const only = process.env.BENCH_ONLY?.split(",")
+  .map((s) => s.trim())
+  .filter(Boolean);
+const quiet = process.env.BENCH_SMOKE_QUIET === "1";
+
+function run(name, env) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL(`./${name}.mjs`, import.meta.url))],
+      {
+        env: { ...process.env, BENCH_ROUNDS: "1", BENCH_RESULTS_DIR: resultsDir, ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    child.stdout.on("data", (c) => {
+      out += c;
+      if (!quiet) process.stdout.write(c);
+    });
+    child.stderr.on("data", (c) => {
+      out += c;
+      if (!quiet) process.stderr.write(c);
+    });
+    child.on("exit", (code) => {
+      const table = /^\|[-:|]+\|$/m.test(out);
+      // Quiet (the test runner): only a failing bench's output is shown.
+      if (quiet && (code !== 0 || !table)) process.stdout.write(out.slice(-6000));
+      resolve({ name, code, table, seconds: Math.round((Date.now() - started) / 1000) });
+    });
+  });
+}
+
+const results = [];
+for (const [name, env] of Object.entries(TINY)) {
+  if (only?.length && !only.includes(name)) continue;
+  results.push(await run(name, env));
+}
+rmSync(resultsDir, { recursive: true, force: true });
+
+process.stdout.write("\nbench smoke:\n");
+for (const r of results) {
+  process.stdout.write(
+    `  ${r.code === 0 && r.table ? "ok  " : "FAIL"} ${r.name} (exit ${r.code}, table ${r.table ? "printed" : "missing"}, ${r.seconds} s)\n`,
+  );
+}
+if (results.some((r) => r.code !== 0 || !r.table)) process.exit(1);

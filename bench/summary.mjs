@@ -1,0 +1,115 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fmt, RESULTS_DIR } from "./lib/report.mjs";
+import { median } from "./lib/stats.mjs";
+
+/**
+ * `npm run bench:summary`: the targets of bench/RESULTS.md against the
+ * latest result of each bench (bench/results/*-latest.json), as one markdown
+ * table with medians over the rounds and the ratios computed within rounds.
+ */
+
+function load(bench) {
+  try {
+    return JSON.parse(readFileSync(join(RESULTS_DIR, `${bench}-latest.json`), "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+const med = (rows, target, key) =>
+  median(rows.filter((r) => r.target === target).map((r) => r[key]));
+const ratio = (r) => (r ? `${fmt(r.median, 2)}× (${fmt(r.min, 2)}–${fmt(r.max, 2)})` : "–");
+
+const lines = [];
+const add = (figure, target, measured, met) =>
+  lines.push(
+    `| ${figure} | ${target} | ${measured} | ${met === undefined ? "–" : met ? "yes" : "no"} |`,
+  );
+
+const memory = load("memory");
+if (memory) {
+  const kb = med(memory.rows, "socket-server", "kbPerConn");
+  add(
+    "idle memory, all processes, 0→10k",
+    "≤ 10 KB per connection",
+    `${fmt(kb, 1)} KB (single ${fmt(med(memory.rows, "single", "kbPerConn"), 1)}, docs cluster ${fmt(med(memory.rows, "docs-cluster", "kbPerConn"), 1)})`,
+    kb <= 10,
+  );
+}
+const push = load("push");
+if (push) {
+  const r = push.ratios?.reqPerSec ?? {};
+  const ss = push.rows.filter((x) => x.target === "socket-server");
+  const lost = ss.reduce((n, x) => n + Math.max(0, x.lost), 0);
+  const p99 = median(ss.map((x) => x.deliveryP99Ms));
+  add("POST /api/push req/s vs single", "≥ 2×", ratio(r.single), r.single?.median >= 2);
+  add(
+    "POST /api/push req/s vs docs cluster",
+    "≥ 5×",
+    ratio(r["docs-cluster"]),
+    r["docs-cluster"]?.median >= 5,
+  );
+  add("pushes lost (socket-server)", "0", String(lost), lost === 0);
+  add("push delivery p99 (socket-server)", "< 50 ms", `${fmt(p99, 1)} ms`, p99 < 50);
+  if (push.batchRows?.length) {
+    add(
+      "POST /api/push/batch pushes/s",
+      "(no target)",
+      `${fmt(median(push.batchRows.map((x) => x.pushesPerSec)), 0)} (${push.settings.PUSH_BATCH_SIZE} per request)`,
+    );
+  }
+}
+const fanout = load("fanout");
+if (fanout) {
+  const r10 = fanout.ratios?.["10"];
+  const ss10 = fanout.rows.filter((x) => x.target === "socket-server" && x.rate === 10);
+  const ss5 = fanout.rows.filter((x) => x.target === "socket-server" && x.rate === 5);
+  const p99at10 = median(ss10.map((x) => x.p99Ms));
+  const p99at5 = median(ss5.map((x) => x.p99Ms));
+  const missed5 = ss5.reduce((n, x) => n + x.missed, 0);
+  add(
+    "fan-out delivered/s at 10/s vs single",
+    "≥ 1.8×",
+    ratio(r10?.deliveredPerSec?.single),
+    r10?.deliveredPerSec?.single?.median >= 1.8,
+  );
+  add("fan-out p99 at 10/s", "< 300 ms", `${fmt(p99at10, 0)} ms`, p99at10 < 300);
+  add(
+    "fan-out at 5/s: missed, p99",
+    "0, < 300 ms",
+    `${missed5}, ${fmt(p99at5, 0)} ms`,
+    missed5 === 0 && p99at5 < 300,
+  );
+}
+const connect = load("connect");
+if (connect) {
+  for (const [mode, r] of Object.entries(connect.ratios ?? {})) {
+    const label = `socket-server (${mode})`;
+    const rows = connect.rows.filter((x) => x.target === label);
+    const failed = rows.reduce((n, x) => n + x.failed, 0);
+    const lag = Math.max(...rows.map((x) => x.lagP99WorstMs));
+    add(
+      `connect storm clients/s vs docs cluster (${mode})`,
+      "≥ 1.5×",
+      ratio(r["docs-cluster"]),
+      r["docs-cluster"]?.median >= 1.5,
+    );
+    add(
+      `failed or hung handshakes (${mode})`,
+      "0",
+      `${failed} of ${rows.length * connect.settings.CONNECT_CLIENTS}`,
+      failed === 0,
+    );
+    add(
+      `worker event-loop lag p99, worst 250 ms window (${mode})`,
+      "< 50 ms",
+      `${fmt(lag, 1)} ms`,
+      lag < 50,
+    );
+  }
+}
+
+process.stdout.write(
+  `| figure | target | measured (median over rounds, range) | met |\n|---|---|---|---|\n${lines.join("\n")}\n`,
+);
