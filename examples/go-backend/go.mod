@@ -1,0 +1,3 @@
+module example.com/socket-server/go-backend
+
+go 1.19
