@@ -136,18 +136,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }, delay);
   }
 
-  send(
-    slot: number,
-    msg: PrimaryToWorker,
-    handle?: import("node:net").Socket,
-    opts?: { keepOpen: boolean },
-  ): boolean {
+  send(slot: number, msg: PrimaryToWorker, handle?: import("node:net").Socket): boolean {
     const w = this.slots[slot]?.worker;
     if (!w?.isConnected()) return false;
     try {
       if (handle) {
-        w.send(msg, handle, { keepOpen: opts?.keepOpen ?? false }, (err: Error | null) => {
-          if (err && !opts?.keepOpen) handle.destroy();
+        w.send(msg, handle, (err: Error | null) => {
+          if (err) handle.destroy();
         });
       } else {
         w.send(msg);

@@ -33,7 +33,7 @@ export interface WorkerLoad {
 }
 
 export type PrimaryToWorker =
-  | { t: "ss:conn"; id: number; port: "public" | "api"; head: string }
+  | { t: "ss:conn"; port: "public" | "api"; head: string }
   | { t: "ss:query"; id: number; q: Query }
   | { t: "ss:query-result"; id: number; replies: QueryReply[]; missing: number[] }
   | {
@@ -57,7 +57,6 @@ export type PrimaryToWorker =
   | { t: "ss:custom"; name: string; data: unknown };
 
 export type WorkerToPrimary =
-  | { t: "ss:conn-taken"; id: number }
   | { t: "ss:ready"; slot: number }
   | { t: "ss:query"; id: number; q: Query; timeoutMs: number }
   | { t: "ss:reply"; id: number; slot: number; result: unknown; error?: string }

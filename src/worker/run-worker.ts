@@ -260,8 +260,6 @@ export async function runWorker(cfg: Config): Promise<void> {
     switch (msg.t) {
       case "ss:conn": {
         if (!handle) return;
-        // The primary keeps its copy of the socket until it hears this.
-        cluster.send({ t: "ss:conn-taken", id: msg.id });
         const server = msg.port === "public" ? publicServer : apiServer;
         server.emit("connection", handle);
         handle.emit("data", Buffer.from(msg.head, "latin1"));
