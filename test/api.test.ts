@@ -172,6 +172,40 @@ describe("validation errors", () => {
       "UNSUPPORTED_MEDIA_TYPE",
     );
   });
+  it("the push fast path answers exactly like the express route", async () => {
+    // `POST /api/push` is handled outside express (src/worker/api/fast-push.ts);
+    // a query string sends the same request through express instead.
+    const deep = { userId: "u", event: "e", payload: {} as Record<string, unknown> };
+    let at = deep.payload;
+    for (let i = 0; i < 80; i++) at = at["a"] = {};
+    const bodies: unknown[] = [
+      { userId: "nobody-here", event: "e", payload: { n: 1 } },
+      "{not json",
+      "\uFEFF[1]",
+      deep,
+      { userId: "a b", event: "disconnect" },
+      JSON.parse('{"userId":"u","event":"e","payload":1,"__proto__":{"x":1}}'),
+      { userId: "u", event: "e", payload: 1, options: { offline: "store", ttlSeconds: 5 } },
+    ];
+    const headerNames = (res: Response) =>
+      [...res.headers.keys()].filter((h) => h !== "date" && h !== "keep-alive").sort();
+    for (const body of bodies) {
+      const [fast, viaExpress] = await Promise.all(
+        ["/api/push", "/api/push?via=express"].map((path) => server.api("POST", path, body)),
+      );
+      expect(fast!.status).toBe(viaExpress!.status);
+      expect(headerNames(fast!)).toEqual(headerNames(viaExpress!));
+      const [a, b] = await Promise.all([fast!.json(), viaExpress!.json()]);
+      if (fast!.status === 202) {
+        expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
+        expect(a.target).toBe(b.target);
+      } else {
+        expect(a.error.code).toBe(b.error.code);
+        expect(a.error.message).toBe(b.error.message);
+        expect(a.error.details).toEqual(b.error.details);
+      }
+    }
+  });
   it("unknown path: 404; wrong method: 405", async () => {
     await expectError(await server.api("GET", "/api/nothing"), 404, "NOT_FOUND");
     await expectError(await server.api("GET", "/api/push"), 405, "METHOD_NOT_ALLOWED");

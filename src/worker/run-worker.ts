@@ -203,6 +203,7 @@ export async function runWorker(cfg: Config): Promise<void> {
     cluster: multiHost?.cluster ?? cluster,
     guard: protection.apiGuard,
     afterBody: protection.inspectBody,
+    pushGate: protection.pushGate,
     extend: (router, helpers) => {
       protection.extendApi(router, helpers);
       delivery.mountRoutes(router, helpers, push);

@@ -1,3 +1,4 @@
+import type http from "node:http";
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
@@ -7,7 +8,9 @@ import type { ClusterResult } from "../cluster-client.js";
 import type { CountAnswer, RoomAnswer, RoomsAnswer, UserAnswer } from "../local-queries.js";
 import type { PushService } from "../push-service.js";
 import { setApiSecurityHeaders } from "../protection/http-guard.js";
+import type { PushGate } from "../protection/http-guard.js";
 import { createApiKeyCheck } from "./api-keys.js";
+import { createFastPush } from "./fast-push.js";
 import { errorHandler, requestId, sendError } from "./http-errors.js";
 import { buildOpenApi } from "./openapi.js";
 import { primaryRoutes } from "./primary-routes.js";
@@ -39,6 +42,8 @@ export interface ApiDeps {
   guard?: (req: Request, res: Response, next: NextFunction) => void;
   /** Runs on the parsed JSON body, before the routes (shape checks). */
   afterBody?: (req: Request, res: Response, next: NextFunction) => void;
+  /** The guard's steps for `POST /api/push` outside express (./fast-push.ts); without it, express only. */
+  pushGate?: PushGate;
 }
 
 export interface ApiHelpers {
@@ -65,7 +70,9 @@ function partial(
   };
 }
 
-export function createApiApp(deps: ApiDeps): express.Express {
+export type ApiHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+export function createApiApp(deps: ApiDeps): ApiHandler {
   const { cfg, log } = deps;
   const schemas = createSchemas(cfg);
   const keys = createApiKeyCheck(cfg.apiKeys);
@@ -265,7 +272,19 @@ export function createApiApp(deps: ApiDeps): express.Express {
   app.use("/api", api);
   app.use((_req, res) => sendError(res, "NOT_FOUND"));
   app.use(errorHandler(log));
-  return app;
+
+  if (!deps.pushGate) return app;
+  const fastPush = createFastPush({
+    cfg,
+    log,
+    push: deps.push,
+    gate: deps.pushGate,
+    schema: schemas.pushRequest,
+    identify: keys.identify,
+  });
+  return (req, res) => {
+    if (!fastPush(req, res)) app(req, res);
+  };
 }
 
 /** Does an express path pattern (`/rooms/:room`) match a concrete path? */

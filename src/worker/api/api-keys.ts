@@ -9,23 +9,34 @@ import { sendError } from "./http-errors.js";
  */
 export function createApiKeyCheck(keys: readonly string[]) {
   const digests = keys.map((k) => createHash("sha256").update(k).digest());
-  const valid = (presented: string): boolean => {
+  /** The presented key's id (a digest prefix, safe to log and count) when it is valid. */
+  const idOf = (presented: string): string | undefined => {
     const d = createHash("sha256").update(presented).digest();
     let ok = false;
     for (const k of digests) ok = timingSafeEqual(d, k) || ok;
-    return ok;
+    return ok ? d.toString("hex").slice(0, 12) : undefined;
   };
+  const bearer = (header: unknown): string | undefined =>
+    typeof header === "string" ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
   return {
-    valid,
+    /** The key id of an `Authorization` header with a valid key, else undefined. */
+    identify(header: unknown): string | undefined {
+      const presented = bearer(header);
+      return presented === undefined ? undefined : idOf(presented);
+    },
     middleware(req: Request, res: Response, next: NextFunction): void {
-      const header = req.headers.authorization;
-      const m = typeof header === "string" ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-      if (!m || !valid(m[1]!)) {
+      const presented = bearer(req.headers.authorization);
+      const keyId = presented === undefined ? undefined : idOf(presented);
+      if (keyId === undefined) {
         res.setHeader("www-authenticate", 'Bearer realm="socket-server"');
-        sendError(res, "UNAUTHORIZED", m ? "the API key is not valid" : "missing bearer API key");
+        sendError(
+          res,
+          "UNAUTHORIZED",
+          presented === undefined ? "missing bearer API key" : "the API key is not valid",
+        );
         return;
       }
-      res.locals["apiKeyId"] = createHash("sha256").update(m[1]!).digest("hex").slice(0, 12);
+      res.locals["apiKeyId"] = keyId;
       next();
     },
   };

@@ -8,31 +8,54 @@ import { metrics } from "../../shared/metrics.js";
  * route label is the matched pattern (`/api/rooms/:room`), so user and room
  * names never become label values.
  */
-export function requestLog(baseLog: Logger) {
+export interface RequestRecord {
+  requestId: unknown;
+  method: string;
+  /** The matched route pattern, or "unmatched" / "middleware". */
+  route: string;
+  path: string;
+  status: number;
+  seconds: number;
+}
+
+/** Counts, times and (at debug level) logs one finished request. */
+export function requestRecorder(baseLog: Logger) {
   const log = baseLog.child({ module: "api" });
+  return (r: RequestRecord): void => {
+    metrics.apiRequests.inc({ method: r.method, route: r.route, status: String(r.status) });
+    metrics.apiDuration.observe({ method: r.method, route: r.route }, r.seconds);
+    if (log.isLevelEnabled("debug")) {
+      log.debug(
+        {
+          requestId: r.requestId,
+          method: r.method,
+          path: r.path,
+          status: r.status,
+          ms: Math.round(r.seconds * 1e4) / 10,
+        },
+        "api request",
+      );
+    }
+  };
+}
+
+export function requestLog(baseLog: Logger) {
+  const record = requestRecorder(baseLog);
   return (req: Request, res: Response, next: NextFunction): void => {
     const started = process.hrtime.bigint();
     res.once("finish", () => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = req.route?.path
-        ? `${req.baseUrl}${String(req.route.path)}`
-        : res.statusCode === 404
-          ? "unmatched"
-          : "middleware";
-      metrics.apiRequests.inc({ method: req.method, route, status: String(res.statusCode) });
-      metrics.apiDuration.observe({ method: req.method, route }, seconds);
-      if (log.isLevelEnabled("debug")) {
-        log.debug(
-          {
-            requestId: res.locals["requestId"],
-            method: req.method,
-            path: req.originalUrl.split("?", 1)[0],
-            status: res.statusCode,
-            ms: Math.round(seconds * 1e4) / 10,
-          },
-          "api request",
-        );
-      }
+      record({
+        requestId: res.locals["requestId"],
+        method: req.method,
+        route: req.route?.path
+          ? `${req.baseUrl}${String(req.route.path)}`
+          : res.statusCode === 404
+            ? "unmatched"
+            : "middleware",
+        path: req.originalUrl.split("?", 1)[0]!,
+        status: res.statusCode,
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+      });
     });
     next();
   };

@@ -1,8 +1,9 @@
+import type http from "node:http";
 import type { NextFunction, Request, Response } from "express";
 import type { Config } from "../../shared/config.js";
 import { metrics } from "../../shared/metrics.js";
 import { sendError } from "../api/http-errors.js";
-import { inspectJson } from "./inspect-json.js";
+import { inspectJson, type JsonProblem } from "./inspect-json.js";
 import type { LoadShedder } from "./load-shedder.js";
 import type { RateLimits } from "./rate-limits.js";
 
@@ -25,6 +26,19 @@ import type { RateLimits } from "./rate-limits.js";
 
 export const SHED_RETRY_AFTER_SECONDS = 1;
 
+export interface PushRefusal {
+  code: "OVERLOADED" | "RATE_LIMITED";
+  retryAfter: number;
+}
+
+/** The guard's steps, for a push handled outside express. */
+export interface PushGate {
+  draining(): boolean;
+  track(res: http.ServerResponse): void;
+  admitPush(keyId: string): Promise<PushRefusal | undefined>;
+  inspect(body: unknown): JsonProblem | undefined;
+}
+
 export function createHttpGuard(deps: {
   cfg: Config;
   shedder: LoadShedder;
@@ -42,9 +56,26 @@ export function createHttpGuard(deps: {
     }
   };
 
-  const guard = (req: Request, res: Response, next: NextFunction): void => {
+  /** Counts a response as in flight until it closes (the shutdown waits for these). */
+  const track = (res: http.ServerResponse): void => {
     inFlight++;
     res.once("close", done);
+  };
+
+  /** Steps 2 and 3 for a push by this API key: a refusal, or undefined to go on. */
+  const admitPush = async (keyId: string): Promise<PushRefusal | undefined> => {
+    if (shedder.reason() === "event_loop_lag") {
+      metrics.shed.inc({ reason: "push_lag" });
+      return { code: "OVERLOADED", retryAfter: SHED_RETRY_AFTER_SECONDS };
+    }
+    const wait = await limits.push(keyId);
+    if (wait === undefined) return undefined;
+    metrics.rateLimited.inc({ scope: "push" });
+    return { code: "RATE_LIMITED", retryAfter: Math.ceil(wait) };
+  };
+
+  const guard = (req: Request, res: Response, next: NextFunction): void => {
+    track(res);
     if (deps.draining()) {
       // Read the body first: closing a connection with unread bytes in the
       // kernel's buffer sends a reset, and the client may lose the answer.
@@ -63,24 +94,21 @@ export function createHttpGuard(deps: {
       next();
       return;
     }
-    if (shedder.reason() === "event_loop_lag") {
-      metrics.shed.inc({ reason: "push_lag" });
-      sendError(res, "OVERLOADED", undefined, { retryAfter: SHED_RETRY_AFTER_SECONDS });
-      return;
-    }
-    const keyId = String(res.locals["apiKeyId"] ?? "anonymous");
-    limits.push(keyId).then(
-      (wait) => {
-        if (wait === undefined) return next();
-        metrics.rateLimited.inc({ scope: "push" });
-        sendError(res, "RATE_LIMITED", undefined, { retryAfter: Math.ceil(wait) });
+    admitPush(String(res.locals["apiKeyId"] ?? "anonymous")).then(
+      (refusal) => {
+        if (!refusal) return next();
+        sendError(res, refusal.code, undefined, { retryAfter: refusal.retryAfter });
       },
       (err: unknown) => next(err),
     );
   };
 
+  /** Step 4, on a parsed body: the problem, or undefined. */
+  const inspect = (body: unknown): JsonProblem | undefined =>
+    inspectJson(body, cfg.MAX_PAYLOAD_DEPTH);
+
   const inspectBody = (req: Request, res: Response, next: NextFunction): void => {
-    const problem = inspectJson(req.body, cfg.MAX_PAYLOAD_DEPTH);
+    const problem = inspect(req.body);
     if (problem) {
       sendError(res, "VALIDATION_FAILED", "the request is not valid", { details: [problem] });
       return;
@@ -91,6 +119,8 @@ export function createHttpGuard(deps: {
   return {
     guard,
     inspectBody,
+    /** The same checks for a handler outside express (src/worker/api/fast-push.ts). */
+    pushGate: { draining: deps.draining, track, admitPush, inspect } satisfies PushGate,
     inFlight: () => inFlight,
     /** Resolves when no API request is in flight, or after `timeoutMs`. */
     idle(timeoutMs: number): Promise<boolean> {

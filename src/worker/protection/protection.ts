@@ -108,6 +108,7 @@ export function createProtection(deps: ProtectionDeps) {
     overloaded: () => shedder.overloaded(),
     apiGuard: http.guard,
     inspectBody: http.inspectBody,
+    pushGate: http.pushGate,
     extendApi(router: Router, helpers: ApiHelpers): void {
       mountProtectionRoutes(router, helpers, { cfg, revocations, send: deps.send });
       if (cfg.TEST_HOOKS) mountTestHooks(router, { slot: deps.slot });
