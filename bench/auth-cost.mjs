@@ -2,11 +2,11 @@ import { createPublicKey, verify as cryptoVerify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { knobs, printKnobs } from "./lib/knobs.mjs";
+import { settings } from "./lib/knobs.mjs";
 import { clockTicks, ROOT } from "./lib/machine.mjs";
-import { markdownTable, printReport, writeResult } from "./lib/report.mjs";
+import { markdownTable, publish } from "./lib/report.mjs";
 import { Recorder } from "./lib/stats.mjs";
-import { benchKeys, signMany } from "./lib/tokens.mjs";
+import { benchTokens } from "./lib/tokens.mjs";
 
 /**
  * What one token verification costs the worker's event loop, inline and
@@ -70,14 +70,12 @@ function fakeConfig(serverEnv, mode, threads) {
 }
 
 async function main() {
-  const o = knobs(SPEC);
-  printKnobs("bench: cost of one token verification, inline vs pool", SPEC, o);
+  const o = settings("bench: cost of one token verification, inline vs pool", SPEC);
   const { createTokenVerifier } = await import(dist("worker/auth/verify-token.js"));
   const { createAuthService } = await import(dist("worker/auth/auth-service.js"));
   const rows = [];
   for (const alg of ["HS256", "ES256"]) {
-    const keys = benchKeys(alg);
-    const tokens = await signMany(keys, o.AUTH_TOKENS);
+    const { keys, tokens } = await benchTokens(alg, o.AUTH_TOKENS);
     const cases = [
       ["jose inline", createTokenVerifier({ source: fakeConfig(keys.serverEnv).jwt })],
     ];
@@ -123,10 +121,8 @@ async function main() {
     { key: "p99Us", title: "latency p99 µs", digits: 0 },
     { key: "failed", title: "failed", digits: 0 },
   ];
-  const { machine, file } = writeResult("auth-cost", { settings: o, rows });
-  printReport("Token verification cost: inline vs pool", machine, [
+  publish("auth-cost", { settings: o, rows }, "Token verification cost: inline vs pool", [
     markdownTable(columns, rows),
-    `result: ${file}`,
   ]);
 }
 

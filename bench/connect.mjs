@@ -1,12 +1,12 @@
-import { closeFleet, openFleet } from "./lib/fleet.mjs";
+import { openFleet } from "./lib/fleet.mjs";
+import { COMMON, settings } from "./lib/knobs.mjs";
 import { startLagListener } from "./lib/lag-listener.mjs";
 import { checkOpenFiles } from "./lib/limits.mjs";
-import { COMMON, knobs, printKnobs } from "./lib/knobs.mjs";
-import { selfCpuMeter } from "./lib/proc.mjs";
-import { describeRatios, markdownTable, printReport, ratios, writeResult } from "./lib/report.mjs";
+import { loadMeter } from "./lib/proc.mjs";
+import { COLUMNS, describeRatios, markdownTable, publish, ratios } from "./lib/report.mjs";
 import { sleep } from "./lib/stats.mjs";
-import { roundOrder, startTarget } from "./lib/targets.mjs";
-import { benchApiKey, benchKeys, signMany } from "./lib/tokens.mjs";
+import { eachTargetRound } from "./lib/targets.mjs";
+import { benchTokens } from "./lib/tokens.mjs";
 
 /**
  * Connect storm: CONNECT_CLIENTS websocket clients with ES256 tokens, at most
@@ -27,84 +27,71 @@ const SPEC = {
 };
 
 async function main() {
-  const o = knobs(SPEC);
-  printKnobs("bench: connect storm", SPEC, o);
+  const o = settings("bench: connect storm", SPEC);
   checkOpenFiles(o.CONNECT_CLIENTS);
-  const keys = benchKeys(o.CONNECT_ALG);
-  const tokens = await signMany(keys, o.CONNECT_CLIENTS);
+  const { keys, tokens } = await benchTokens(o.CONNECT_ALG, o.CONNECT_CLIENTS);
   const lag = await startLagListener();
   // socket-server appears once per auth mode, as its own column of the round.
   const variants = o.BENCH_TARGETS.flatMap((t) =>
     t === "socket-server"
-      ? o.CONNECT_AUTH_MODES.map((m) => ({ target: t, label: `socket-server (${m})`, mode: m }))
+      ? o.CONNECT_AUTH_MODES.map((m) => ({
+          target: t,
+          label: `socket-server (${m})`,
+          env: { AUTH_VERIFY_MODE: m },
+        }))
       : [{ target: t, label: t }],
   );
   const rows = [];
 
-  for (let round = 0; round < o.BENCH_ROUNDS; round++) {
-    for (const v of roundOrder(variants, round)) {
-      const target = await startTarget(v.target, {
-        keys,
-        apiKey: benchApiKey(),
-        workers: o.BENCH_WORKERS,
-        probePort: lag.port,
-        env: v.mode ? { AUTH_VERIFY_MODE: v.mode } : {},
+  await eachTargetRound(
+    o,
+    { keys, probePort: lag.port, targets: variants },
+    async (target, round, v, clients) => {
+      await sleep(500);
+      const meter = loadMeter(target, lag);
+      const fleet = await openFleet(target, tokens, {
+        concurrency: o.CONNECT_CONCURRENCY,
+        timeoutMs: o.CONNECT_TIMEOUT_MS,
       });
-      let fleet;
-      try {
-        await sleep(500);
-        const cpu = target.cpu();
-        const self = selfCpuMeter();
-        const from = lag.now();
-        cpu.start();
-        self.start();
-        fleet = await openFleet(target, tokens, {
-          concurrency: o.CONNECT_CONCURRENCY,
-          timeoutMs: o.CONNECT_TIMEOUT_MS,
-        });
-        const serverCpu = cpu.stop();
-        const loadgenCores = self.stop();
-        // The probe reports every 250 ms: wait for the window that holds the end.
-        await sleep(400);
-        const lagWin = lag.between(from, lag.now(), target.serverRole);
-        const row = {
-          target: v.label,
-          round,
-          clients: o.CONNECT_CLIENTS,
-          perSecond: fleet.perSecond,
-          seconds: fleet.seconds,
-          handshakeP50Ms: fleet.handshakeMs.p50,
-          handshakeP99Ms: fleet.handshakeMs.p99,
-          readyP99Ms: fleet.readyMs.p99,
-          failed: fleet.failed,
-          hung: fleet.failures.timeout,
-          failures: fleet.failures,
-          failureSamples: fleet.failureSamples,
-          lagP99WorstMs: lagWin.worstP99Ms,
-          lagP99MedianMs: lagWin.medianP99Ms,
-          lagMaxMs: lagWin.maxMs,
-          serverCores: serverCpu.totalCores,
-          // The target's root process first (primary, or the single process).
-          serverCoresPerProcess: serverCpu.perPid.map((p) => Number(p.cores.toFixed(3))),
-          serverCpuMsPerClient: (serverCpu.totalCores * fleet.seconds * 1000) / fleet.completed,
-          loadgenCores,
-        };
-        rows.push(row);
-        process.stdout.write(
-          `round ${round} ${v.label}: ${row.perSecond.toFixed(0)}/s, failed ${row.failed}, ` +
-            `handshake p99 ${row.handshakeP99Ms.toFixed(0)} ms, lag p99 worst ${row.lagP99WorstMs.toFixed(1)} ms\n`,
-        );
-      } finally {
-        if (fleet) await closeFleet(fleet.clients);
-        await target.stop();
-      }
-    }
-  }
+      const { serverCpu, loadgenCores } = meter.stop();
+      clients.push(...fleet.clients);
+      // The probe reports every 250 ms: wait for the window that holds the end.
+      await sleep(400);
+      const lagWin = meter.lag();
+      const row = {
+        target: v.label,
+        round,
+        clients: o.CONNECT_CLIENTS,
+        perSecond: fleet.perSecond,
+        seconds: fleet.seconds,
+        handshakeP50Ms: fleet.handshakeMs.p50,
+        handshakeP99Ms: fleet.handshakeMs.p99,
+        readyP99Ms: fleet.readyMs.p99,
+        failed: fleet.failed,
+        hung: fleet.failures.timeout,
+        failures: fleet.failures,
+        failureSamples: fleet.failureSamples,
+        lagP99WorstMs: lagWin.worstP99Ms,
+        lagP99MedianMs: lagWin.medianP99Ms,
+        lagMaxMs: lagWin.maxMs,
+        serverCores: serverCpu.totalCores,
+        // The target's root process first (primary, or the single process).
+        serverCoresPerProcess: serverCpu.perPid.map((p) => Number(p.cores.toFixed(3))),
+        serverCpuMsPerClient: (serverCpu.totalCores * fleet.seconds * 1000) / fleet.completed,
+        loadgenCores,
+      };
+      rows.push(row);
+      process.stdout.write(
+        `round ${round} ${v.label}: ${row.perSecond.toFixed(0)}/s, failed ${row.failed}, ` +
+          `handshake p99 ${row.handshakeP99Ms.toFixed(0)} ms, lag p99 worst ${row.lagP99WorstMs.toFixed(1)} ms\n`,
+      );
+    },
+  );
   lag.close();
 
   const columns = [
-    { key: "target", title: "target" },
-    { key: "round", title: "round", digits: 0 },
+    COLUMNS.target,
+    COLUMNS.round,
     { key: "perSecond", title: "connected+registered/s", digits: 0 },
     { key: "handshakeP50Ms", title: "handshake p50 ms", digits: 0 },
     { key: "handshakeP99Ms", title: "handshake p99 ms", digits: 0 },
@@ -112,9 +99,9 @@ async function main() {
     { get: (r) => `${r.failed} (${r.hung} hung)`, title: `failed of ${o.CONNECT_CLIENTS}` },
     { key: "lagP99MedianMs", title: "lag p99 median ms", digits: 1 },
     { key: "lagP99WorstMs", title: "lag p99 worst ms", digits: 1 },
-    { key: "serverCores", title: "server CPU (cores)", digits: 2 },
+    COLUMNS.serverCores,
     { key: "serverCpuMsPerClient", title: "server CPU ms/client", digits: 2 },
-    { key: "loadgenCores", title: "loadgen CPU (cores)", digits: 2 },
+    COLUMNS.loadgenCores,
   ];
   const ratioRows = rows.map((r) => ({ ...r, target: r.target }));
   const sections = [markdownTable(columns, rows)];
@@ -129,11 +116,10 @@ async function main() {
     allRatios[m] = r;
     sections.push(describeRatios(`clients/s, ${subject}`, r));
   }
-  const { machine, file } = writeResult("connect", { settings: o, rows, ratios: allRatios });
-  sections.push(`result: ${file}`);
-  printReport(
+  publish(
+    "connect",
+    { settings: o, rows, ratios: allRatios },
     `Connect storm: ${o.CONNECT_CLIENTS} clients, ${o.CONNECT_ALG} tokens`,
-    machine,
     sections,
   );
 }

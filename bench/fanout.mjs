@@ -1,12 +1,12 @@
-import { alive, closeFleet, openFleet } from "./lib/fleet.mjs";
+import { alive, openFleet } from "./lib/fleet.mjs";
+import { COMMON, settings } from "./lib/knobs.mjs";
 import { startLagListener } from "./lib/lag-listener.mjs";
 import { checkOpenFiles } from "./lib/limits.mjs";
-import { COMMON, knobs, printKnobs } from "./lib/knobs.mjs";
-import { selfCpuMeter } from "./lib/proc.mjs";
-import { describeRatios, markdownTable, printReport, ratios, writeResult } from "./lib/report.mjs";
-import { nowMs, Recorder, sleep } from "./lib/stats.mjs";
-import { apiPost, roundOrder, startTarget } from "./lib/targets.mjs";
-import { benchApiKey, benchKeys, signMany } from "./lib/tokens.mjs";
+import { loadMeter } from "./lib/proc.mjs";
+import { COLUMNS, describeRatios, markdownTable, publish, ratios } from "./lib/report.mjs";
+import { deliveryCounter, nowMs, sleep } from "./lib/stats.mjs";
+import { apiPost, eachTargetRound } from "./lib/targets.mjs";
+import { benchTokens } from "./lib/tokens.mjs";
 
 /**
  * Fan-out: FANOUT_CLIENTS clients registered and in one room; the bench
@@ -30,16 +30,10 @@ const SPEC = {
 const ROOM = "bench:all";
 
 async function runRate(target, o, state, rate, lag) {
-  state.delivered = 0;
-  state.latency = new Recorder(1 << 20);
-  state.lastAt = 0;
+  state.reset(1 << 20);
   const pad = "x".repeat(o.FANOUT_PAYLOAD_BYTES);
   const pushes = Math.max(1, Math.round(rate * o.FANOUT_DURATION_S));
-  const cpu = target.cpu();
-  const self = selfCpuMeter();
-  const lagFrom = lag.now();
-  cpu.start();
-  self.start();
+  const meter = loadMeter(target, lag);
   const t0 = performance.now();
   let accepted = 0;
   let refused = 0;
@@ -75,9 +69,8 @@ async function runRate(target, o, state, rate, lag) {
     }
     await sleep(100);
   }
-  const serverCpu = cpu.stop();
-  const loadgenCores = self.stop();
-  const lagWin = lag.between(lagFrom, lag.now(), target.serverRole);
+  const { serverCpu, loadgenCores } = meter.stop();
+  const lagWin = meter.lag();
   const span = ((state.lastAt || performance.now()) - t0) / 1000;
   const lat = state.latency.summary();
   return {
@@ -101,64 +94,43 @@ async function runRate(target, o, state, rate, lag) {
 }
 
 async function main() {
-  const o = knobs(SPEC);
-  printKnobs("bench: fan-out to one room", SPEC, o);
+  const o = settings("bench: fan-out to one room", SPEC);
   checkOpenFiles(o.FANOUT_CLIENTS);
-  const keys = benchKeys(o.FANOUT_ALG);
-  const tokens = await signMany(keys, o.FANOUT_CLIENTS);
+  const { keys, tokens } = await benchTokens(o.FANOUT_ALG, o.FANOUT_CLIENTS);
   const lag = await startLagListener();
   const rows = [];
 
-  for (let round = 0; round < o.BENCH_ROUNDS; round++) {
-    for (const name of roundOrder(o.BENCH_TARGETS, round)) {
-      const target = await startTarget(name, {
-        keys,
-        apiKey: benchApiKey(),
-        workers: o.BENCH_WORKERS,
-        probePort: lag.port,
-      });
-      const state = { delivered: 0, latency: new Recorder(), lastAt: 0, clients: 0, fleet: [] };
-      const onEvent = (event, payload) => {
-        if (event !== "bench:fan") return;
-        state.delivered += 1;
-        state.lastAt = performance.now();
-        state.latency.add(nowMs() - payload.t);
-      };
-      let fleet;
-      try {
-        fleet = await openFleet(target, tokens, {
-          onEvent,
-          room: ROOM,
-          concurrency: o.FANOUT_CONCURRENCY,
-          // A lost handshake is retried: this bench is about delivery.
-          retries: 3,
-        });
-        state.clients = fleet.completed;
-        state.fleet = fleet.clients;
-        if (fleet.completed < o.FANOUT_CLIENTS) {
-          throw new Error(`${name}: only ${fleet.completed} of ${o.FANOUT_CLIENTS} clients joined`);
-        }
-        await sleep(1000);
-        for (const rate of o.FANOUT_RATES) {
-          const r = await runRate(target, o, state, rate, lag);
-          rows.push({ target: name, round, clients: state.clients, ...r });
-          process.stdout.write(
-            `round ${round} ${name} ${rate}/s: ${r.deliveredPerSec.toFixed(0)} delivered/s, ` +
-              `missed ${r.missed}, p99 ${r.p99Ms.toFixed(0)} ms\n`,
-          );
-          await sleep(1000);
-        }
-      } finally {
-        if (fleet) await closeFleet(fleet.clients);
-        await target.stop();
-      }
+  await eachTargetRound(o, { keys, probePort: lag.port }, async (target, round, name, clients) => {
+    const state = Object.assign(deliveryCounter("bench:fan"), { clients: 0, fleet: [] });
+    const fleet = await openFleet(target, tokens, {
+      onEvent: state.onEvent,
+      room: ROOM,
+      concurrency: o.FANOUT_CONCURRENCY,
+      // A lost handshake is retried: this bench is about delivery.
+      retries: 3,
+    });
+    clients.push(...fleet.clients);
+    state.clients = fleet.completed;
+    state.fleet = fleet.clients;
+    if (fleet.completed < o.FANOUT_CLIENTS) {
+      throw new Error(`${name}: only ${fleet.completed} of ${o.FANOUT_CLIENTS} clients joined`);
     }
-  }
+    await sleep(1000);
+    for (const rate of o.FANOUT_RATES) {
+      const r = await runRate(target, o, state, rate, lag);
+      rows.push({ target: name, round, clients: state.clients, ...r });
+      process.stdout.write(
+        `round ${round} ${name} ${rate}/s: ${r.deliveredPerSec.toFixed(0)} delivered/s, ` +
+          `missed ${r.missed}, p99 ${r.p99Ms.toFixed(0)} ms\n`,
+      );
+      await sleep(1000);
+    }
+  });
   lag.close();
 
   const columns = [
-    { key: "target", title: "target" },
-    { key: "round", title: "round", digits: 0 },
+    COLUMNS.target,
+    COLUMNS.round,
     { key: "rate", title: "pushes/s", digits: 0 },
     { key: "deliveredPerSec", title: "delivered/s", digits: 0 },
     { key: "p50Ms", title: "p50 ms", digits: 0 },
@@ -166,9 +138,9 @@ async function main() {
     { key: "maxMs", title: "max ms", digits: 0 },
     { key: "missed", title: "missed", digits: 0 },
     { key: "clientsAlive", title: "clients still connected", digits: 0 },
-    { key: "serverCores", title: "server CPU (cores)", digits: 2 },
-    { key: "loadgenCores", title: "loadgen CPU (cores)", digits: 2 },
-    { key: "lagP99WorstMs", title: "worst lag p99 ms", digits: 0 },
+    COLUMNS.serverCores,
+    COLUMNS.loadgenCores,
+    { ...COLUMNS.lagP99WorstMs, digits: 0 },
   ];
   const sections = [markdownTable(columns, rows)];
   const allRatios = {};
@@ -181,9 +153,12 @@ async function main() {
     sections.push(describeRatios(`${rate}/s: delivered/s`, allRatios[rate].deliveredPerSec));
     sections.push(describeRatios(`${rate}/s: p99 (baseline ÷ socket-server)`, allRatios[rate].p99));
   }
-  const { machine, file } = writeResult("fanout", { settings: o, rows, ratios: allRatios });
-  sections.push(`result: ${file}`);
-  printReport(`Fan-out: ${o.FANOUT_CLIENTS} clients in one room`, machine, sections);
+  publish(
+    "fanout",
+    { settings: o, rows, ratios: allRatios },
+    `Fan-out: ${o.FANOUT_CLIENTS} clients in one room`,
+    sections,
+  );
 }
 
 await main();

@@ -1,7 +1,7 @@
 import pino from "pino";
 import { loadConfig } from "../dist/shared/config.js";
 import { createHttpForwarder } from "../dist/worker/forward/http-forwarder.js";
-import { knobs, printKnobs } from "./lib/knobs.mjs";
+import { settings } from "./lib/knobs.mjs";
 import { describeMachine } from "./lib/machine.mjs";
 import { Recorder } from "./lib/stats.mjs";
 
@@ -19,8 +19,7 @@ const SPEC = {
   FF_CONCURRENCY: [1, "forwards outstanding at a time"],
 };
 
-const o = knobs(SPEC);
-printKnobs("bench: forwarder fast-fail with the breaker open (in process)", SPEC, o);
+const o = settings("bench: forwarder fast-fail with the breaker open (in process)", SPEC);
 const url = "http://127.0.0.1:1"; // nothing listens on port 1: connection refused
 const cfg = loadConfig({
   JWT_SECRET: "bench-only-secret-0123456789abcdefgh",

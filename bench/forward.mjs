@@ -2,13 +2,13 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { closeFleet, openFleet } from "./lib/fleet.mjs";
-import { knobs, printKnobs } from "./lib/knobs.mjs";
+import { settings } from "./lib/knobs.mjs";
 import { startLagListener } from "./lib/lag-listener.mjs";
-import { cpuMeter, selfCpuMeter } from "./lib/proc.mjs";
-import { markdownTable, printReport, writeResult } from "./lib/report.mjs";
+import { cpuMeter, loadMeter } from "./lib/proc.mjs";
+import { COLUMNS, markdownTable, publish } from "./lib/report.mjs";
 import { Recorder } from "./lib/stats.mjs";
-import { startTarget } from "./lib/targets.mjs";
-import { benchApiKey, benchKeys, signMany } from "./lib/tokens.mjs";
+import { apiGet, startTarget } from "./lib/targets.mjs";
+import { benchApiKey, benchTokens } from "./lib/tokens.mjs";
 
 /**
  * Client events forwarded to a local backend (bench/forward-backend.mjs, its
@@ -109,15 +109,12 @@ async function phase(name, target, backend, lag, clients, o, makeEmit, profile =
     }
   };
   if (profile) signalServer();
-  const server = target.cpu();
+  const meter = loadMeter(target, lag);
   const back = cpuMeter(backend.pid);
-  const self = selfCpuMeter();
-  const from = lag.now();
-  server.start();
   back.start();
-  self.start();
   const r = await loop(clients, o, o.FWD_DURATION_S, makeEmit);
   if (profile) signalServer();
+  const { serverCpu, loadgenCores } = meter.stop();
   const row = {
     phase: name,
     acksPerSec: r.latency.count / r.seconds,
@@ -128,10 +125,10 @@ async function phase(name, target, backend, lag, clients, o, makeEmit, profile =
     codes: Object.entries(r.codes)
       .map(([k, v]) => `${k} ${v}`)
       .join(", "),
-    serverCores: server.stop().totalCores,
+    serverCores: serverCpu.totalCores,
     backendCores: back.stop().totalCores,
-    loadgenCores: self.stop(),
-    lagP99WorstMs: lag.between(from, lag.now(), "worker").worstP99Ms,
+    loadgenCores,
+    lagP99WorstMs: meter.lag().worstP99Ms,
   };
   process.stdout.write(
     `${name}: ${row.acksPerSec.toFixed(0)} acks/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms (${row.codes})\n`,
@@ -140,12 +137,10 @@ async function phase(name, target, backend, lag, clients, o, makeEmit, profile =
 }
 
 async function main() {
-  const o = knobs(SPEC);
-  printKnobs("bench: client events forwarded to the backend", SPEC, o);
+  const o = settings("bench: client events forwarded to the backend", SPEC);
   const secret = o.FWD_SIGNED === "yes" ? randomBytes(24).toString("base64url") : undefined;
   const backend = await startBackend(secret);
-  const keys = benchKeys("HS256");
-  const tokens = await signMany(keys, o.FWD_CLIENTS);
+  const { keys, tokens } = await benchTokens("HS256", o.FWD_CLIENTS);
   const lag = await startLagListener();
   const env = {
     BACKEND_URL: backend.url,
@@ -200,11 +195,7 @@ async function main() {
       ),
     );
     const after = await backend.mode("ok");
-    const status = await (
-      await fetch(`${target.apiUrl}/api/status`, {
-        headers: { authorization: `Bearer ${target.apiKey}` },
-      })
-    ).json();
+    const status = await apiGet(target, "/api/status");
     process.stdout.write(
       `backend: ${before.served} requests served before the 500 phase, ${after.served - before.served} during it (warm-up included), ${after.badSignatures} bad signatures, ${after.connections} connections opened in all\n` +
         `breakers at the end: ${status.workers.map((w) => w.forwarding?.breaker).join(", ")}\n`,
@@ -235,12 +226,10 @@ async function main() {
     { key: "serverCores", title: "server CPU", digits: 2 },
     { key: "backendCores", title: "backend CPU", digits: 2 },
     { key: "loadgenCores", title: "loadgen CPU", digits: 2 },
-    { key: "lagP99WorstMs", title: "worst lag p99 ms", digits: 1 },
+    COLUMNS.lagP99WorstMs,
   ];
-  const { machine, file } = writeResult("forward", { settings: o, rows });
-  printReport("Forwarding client events to a local backend", machine, [
+  publish("forward", { settings: o, rows }, "Forwarding client events to a local backend", [
     markdownTable(columns, rows),
-    `result: ${file}`,
   ]);
 }
 

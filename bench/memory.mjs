@@ -1,11 +1,11 @@
-import { closeFleet, openFleet } from "./lib/fleet.mjs";
-import { COMMON, knobs, printKnobs } from "./lib/knobs.mjs";
-import { rssKb } from "./lib/proc.mjs";
-import { describeRatios, markdownTable, printReport, ratios, writeResult } from "./lib/report.mjs";
-import { sleep } from "./lib/stats.mjs";
-import { roundOrder, startTarget } from "./lib/targets.mjs";
-import { benchApiKey, benchKeys, signMany } from "./lib/tokens.mjs";
+import { openFleet } from "./lib/fleet.mjs";
+import { COMMON, settings } from "./lib/knobs.mjs";
 import { checkOpenFiles } from "./lib/limits.mjs";
+import { rssKb } from "./lib/proc.mjs";
+import { COLUMNS, describeRatios, markdownTable, publish, ratios } from "./lib/report.mjs";
+import { sleep } from "./lib/stats.mjs";
+import { eachTargetRound } from "./lib/targets.mjs";
+import { benchTokens } from "./lib/tokens.mjs";
 
 /**
  * Idle memory: the resident memory of every process of a target (primary,
@@ -28,63 +28,48 @@ async function sample(target, settleMs) {
 }
 
 async function main() {
-  const o = knobs(SPEC);
-  printKnobs("bench: idle memory per connection", SPEC, o);
+  const o = settings("bench: idle memory per connection", SPEC);
   const max = Math.max(...o.MEMORY_STEPS);
   checkOpenFiles(max);
-  const keys = benchKeys(o.MEMORY_ALG);
-  const tokens = await signMany(keys, max);
+  const { keys, tokens } = await benchTokens(o.MEMORY_ALG, max);
   const rows = [];
 
-  for (let round = 0; round < o.BENCH_ROUNDS; round++) {
-    for (const name of roundOrder(o.BENCH_TARGETS, round)) {
-      const target = await startTarget(name, {
-        keys,
-        apiKey: benchApiKey(),
-        workers: o.BENCH_WORKERS,
+  await eachTargetRound(o, { keys }, async (target, round, name, clients) => {
+    const base = await sample(target, o.MEMORY_SETTLE_MS);
+    const row = { target: name, round, baseMb: base.totalKb / 1024, processes: base.processes };
+    let have = 0;
+    for (const step of o.MEMORY_STEPS) {
+      const fleet = await openFleet(target, tokens.slice(have, step), {
+        concurrency: o.MEMORY_CONCURRENCY,
+        userOf: (i) => `u${have + i}`,
+        // A lost handshake (the docs recipe loses ~1 in 5,000) is retried
+        // here: this bench is about memory; bench/connect.mjs counts losses.
+        retries: 3,
       });
-      const clients = [];
-      try {
-        const base = await sample(target, o.MEMORY_SETTLE_MS);
-        const row = { target: name, round, baseMb: base.totalKb / 1024, processes: base.processes };
-        let have = 0;
-        for (const step of o.MEMORY_STEPS) {
-          const fleet = await openFleet(target, tokens.slice(have, step), {
-            concurrency: o.MEMORY_CONCURRENCY,
-            userOf: (i) => `u${have + i}`,
-            // A lost handshake (the docs recipe loses ~1 in 5,000) is retried
-            // here: this bench is about memory; bench/connect.mjs counts losses.
-            retries: 3,
-          });
-          clients.push(...fleet.clients);
-          row.retried = (row.retried ?? 0) + fleet.retried;
-          if (fleet.completed !== step - have) {
-            throw new Error(
-              `${name}: ${fleet.failed} clients failed: ${fleet.failureSamples.join("; ")}`,
-            );
-          }
-          have = step;
-          const s = await sample(target, o.MEMORY_SETTLE_MS);
-          row[`kbPerConn${step}`] = (s.totalKb - base.totalKb) / step;
-          row[`mb${step}`] = s.totalKb / 1024;
-          row.perProcessKb = s.perProcessKb;
-        }
-        row.loadgenMb = rssKb(process.pid) / 1024;
-        row.kbPerConn = row[`kbPerConn${max}`];
-        rows.push(row);
-        process.stdout.write(
-          `round ${round} ${name}: ${row.kbPerConn.toFixed(1)} KB per connection (0→${max}), base ${row.baseMb.toFixed(0)} MB\n`,
+      clients.push(...fleet.clients);
+      row.retried = (row.retried ?? 0) + fleet.retried;
+      if (fleet.completed !== step - have) {
+        throw new Error(
+          `${name}: ${fleet.failed} clients failed: ${fleet.failureSamples.join("; ")}`,
         );
-      } finally {
-        await closeFleet(clients);
-        await target.stop();
       }
+      have = step;
+      const s = await sample(target, o.MEMORY_SETTLE_MS);
+      row[`kbPerConn${step}`] = (s.totalKb - base.totalKb) / step;
+      row[`mb${step}`] = s.totalKb / 1024;
+      row.perProcessKb = s.perProcessKb;
     }
-  }
+    row.loadgenMb = rssKb(process.pid) / 1024;
+    row.kbPerConn = row[`kbPerConn${max}`];
+    rows.push(row);
+    process.stdout.write(
+      `round ${round} ${name}: ${row.kbPerConn.toFixed(1)} KB per connection (0→${max}), base ${row.baseMb.toFixed(0)} MB\n`,
+    );
+  });
 
   const columns = [
-    { key: "target", title: "target" },
-    { key: "round", title: "round", digits: 0 },
+    COLUMNS.target,
+    COLUMNS.round,
     { key: "processes", title: "processes", digits: 0 },
     { key: "baseMb", title: "RSS at 0 (MB)", digits: 0 },
     ...o.MEMORY_STEPS.map((s) => ({ key: `mb${s}`, title: `RSS at ${s} (MB)`, digits: 0 })),
@@ -92,19 +77,18 @@ async function main() {
     { key: "retried", title: "handshakes retried", digits: 0 },
   ];
   const ratio = ratios(rows, "kbPerConn", { higherIsBetter: false });
-  const { machine, file } = writeResult("memory", {
-    settings: o,
-    rows,
-    ratios: { kbPerConn: ratio },
-  });
-  printReport("Idle memory: RSS of all processes with registered websocket clients", machine, [
-    markdownTable(columns, rows),
-    describeRatios(
-      "KB per connection (baseline ÷ socket-server: >1 means socket-server uses less)",
-      ratio,
-    ),
-    `result: ${file}`,
-  ]);
+  publish(
+    "memory",
+    { settings: o, rows, ratios: { kbPerConn: ratio } },
+    "Idle memory: RSS of all processes with registered websocket clients",
+    [
+      markdownTable(columns, rows),
+      describeRatios(
+        "KB per connection (baseline ÷ socket-server: >1 means socket-server uses less)",
+        ratio,
+      ),
+    ],
+  );
 }
 
 await main();

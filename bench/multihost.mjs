@@ -1,17 +1,12 @@
-import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import net from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import autocannon from "autocannon";
 import { closeFleet, openFleet } from "./lib/fleet.mjs";
-import { knobs, printKnobs } from "./lib/knobs.mjs";
-import { selfCpuMeter } from "./lib/proc.mjs";
-import { markdownTable, printReport, writeResult } from "./lib/report.mjs";
-import { nowMs, Recorder, sleep } from "./lib/stats.mjs";
-import { startTarget } from "./lib/targets.mjs";
-import { benchApiKey, benchKeys, signMany } from "./lib/tokens.mjs";
+import { settings } from "./lib/knobs.mjs";
+import { loadMeter } from "./lib/proc.mjs";
+import { pushLoad } from "./lib/push-load.mjs";
+import { startRedis } from "./lib/redis.mjs";
+import { COLUMNS, markdownTable, publish } from "./lib/report.mjs";
+import { deliveryCounter, settle, sleep } from "./lib/stats.mjs";
+import { apiGet, startTarget } from "./lib/targets.mjs";
+import { benchApiKey, benchTokens } from "./lib/tokens.mjs";
 
 /**
  * Many hosts: MH_HOSTS socket-server hosts on one redis-server, all on this
@@ -45,78 +40,11 @@ const SPEC = {
   MH_SETTLE_MS: [3000, "longest wait for the last deliveries after the load stops"],
 };
 
-const SETUP = fileURLToPath(new URL("./lib/push-request.cjs", import.meta.url));
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** A redis-server on a free port that can be killed and started again on it. */
-async function startRedis() {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "ss-bench-redis-"));
-  let proc;
-  const launch = () =>
-    new Promise((resolve, reject) => {
-      proc = spawn(
-        "redis-server",
-        [
-          "--port",
-          String(port),
-          "--bind",
-          "127.0.0.1",
-          "--save",
-          "",
-          "--appendonly",
-          "no",
-          "--dir",
-          dir,
-        ],
-        { stdio: ["ignore", "pipe", "pipe"] },
-      );
-      let out = "";
-      proc.stdout.on("data", (c) => {
-        out += c;
-        if (out.includes("Ready to accept connections")) resolve();
-      });
-      proc.once("exit", (code) => reject(new Error(`redis exited ${code}: ${out}`)));
-    });
-  await launch();
-  const kill = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const gone = new Promise((r) => proc.once("exit", r));
-    proc.kill("SIGKILL");
-    await gone;
-  };
-  process.once("exit", () => proc.kill("SIGKILL"));
-  /** Bytes Redis has sent to its clients so far (pub/sub deliveries, mostly). */
-  const outBytes = () => {
-    const info = execFileSync("redis-cli", ["-p", String(port), "info", "stats"]).toString();
-    return Number(/total_net_output_bytes:(\d+)/.exec(info)?.[1] ?? Number.NaN);
-  };
-  return { url: `redis://127.0.0.1:${port}`, kill, restart: launch, outBytes };
-}
-
-async function api(target, method, path) {
-  const res = await fetch(`${target.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${target.apiKey}` },
-  });
-  return res.json();
-}
-
 /** Until each host's /api/status lists every worker of both hosts. */
 async function waitForHosts(hosts, workers) {
   for (const h of hosts) {
     for (let i = 0; ; i++) {
-      const st = await api(h, "GET", "/api/status").catch(() => undefined);
+      const st = await apiGet(h, "/api/status").catch(() => undefined);
       if (st?.workers?.length === hosts.length * workers && !st.missingHosts) break;
       if (i > 300) throw new Error("hosts did not see each other within 30 s");
       await sleep(100);
@@ -124,59 +52,19 @@ async function waitForHosts(hosts, workers) {
   }
 }
 
-function cannon(target, o, { duration, connections, rate }) {
-  process.env.BENCH_PUSH_USERS = String(o.MH_USERS);
-  process.env.BENCH_PUSH_BATCH_SIZE = "0";
-  return new Promise((resolve, reject) => {
-    autocannon(
-      {
-        url: target.apiUrl,
-        connections,
-        duration,
-        workers: 1,
-        ...(rate ? { overallRate: rate } : {}),
-        requests: [
-          {
-            method: "POST",
-            path: "/api/push",
-            headers: {
-              authorization: `Bearer ${target.apiKey}`,
-              "content-type": "application/json",
-            },
-            setupRequest: SETUP,
-          },
-        ],
-      },
-      (err, res) => (err ? reject(err) : resolve(res)),
-    );
-  });
-}
-
-async function settle(state, maxMs) {
-  const until = performance.now() + maxMs;
-  let last = -1;
-  while (performance.now() < until && state.delivered !== last) {
-    last = state.delivered;
-    await sleep(300);
-  }
-}
+const cannon = (target, o, load) => pushLoad(target, { users: o.MH_USERS, ...load });
 
 async function run(entry, o, state, load, hosts, redis) {
+  const delivered = () => state.delivered;
   await cannon(entry, o, { ...load, duration: o.MH_WARMUP_S });
-  await settle(state, o.MH_SETTLE_MS);
-  state.delivered = 0;
-  state.latency = new Recorder();
-  const cpus = hosts.map((h) => h.cpu());
+  await settle(delivered, o.MH_SETTLE_MS);
+  state.reset();
   const out0 = redis.outBytes();
-  for (const c of cpus) c.start();
-  const self = selfCpuMeter();
-  self.start();
+  const meter = loadMeter(hosts);
   const res = await cannon(entry, o, { ...load, duration: o.MH_DURATION_S });
-  const serverCores = cpus.reduce((n, c) => n + c.stop().totalCores, 0);
-  const loadgenCores = self.stop();
-  await settle(state, o.MH_SETTLE_MS);
+  const { serverCpu, loadgenCores } = meter.stop();
+  await settle(delivered, o.MH_SETTLE_MS);
   const redisOut = redis.outBytes() - out0;
-  const lat = state.latency.summary();
   return {
     redisOutBytesPerPush: res["2xx"] ? redisOut / res["2xx"] : Number.NaN,
     pushesPerSec: res["2xx"] / o.MH_DURATION_S,
@@ -184,10 +72,8 @@ async function run(entry, o, state, load, hosts, redis) {
     httpP99Ms: res.latency.p99,
     accepted: res["2xx"],
     delivered: state.delivered,
-    deliveryP50Ms: lat.p50,
-    deliveryP99Ms: lat.p99,
-    deliveryMaxMs: lat.max,
-    serverCores,
+    ...state.latencyFields(),
+    serverCores: serverCpu.totalCores,
     loadgenCores,
   };
 }
@@ -212,14 +98,9 @@ async function throughput(o, keys, tokens) {
       const redis = await startRedis();
       const hosts = await startHosts(o, keys, redis.url, mode);
       const [a, b] = [hosts[0], hosts.at(-1)];
-      const state = { delivered: 0, latency: new Recorder() };
-      const onEvent = (event, payload) => {
-        if (event !== "bench:push") return;
-        state.delivered += 1;
-        state.latency.add(nowMs() - payload.t);
-      };
+      const state = deliveryCounter("bench:push");
       try {
-        const fleet = await openFleet(b, tokens, { onEvent, concurrency: 100 });
+        const fleet = await openFleet(b, tokens, { onEvent: state.onEvent, concurrency: 100 });
         if (fleet.completed !== o.MH_USERS)
           throw new Error(`only ${fleet.completed} clients registered`);
         const loads = [
@@ -246,28 +127,25 @@ async function throughput(o, keys, tokens) {
     }
   }
   const columns = [
-    { key: "round", title: "round", digits: 0 },
+    COLUMNS.round,
     { key: "mode", title: "mode" },
     { key: "load", title: "load" },
     { key: "path", title: "path" },
     { key: "pushesPerSec", title: "pushes/s", digits: 0 },
-    { key: "non2xx", title: "non-2xx", digits: 0 },
+    COLUMNS.non2xx,
     { get: (r) => `${r.delivered}/${r.accepted}`, title: "delivered/accepted" },
-    { key: "deliveryP50Ms", title: "delivery p50 ms", digits: 1 },
-    { key: "deliveryP99Ms", title: "delivery p99 ms", digits: 1 },
-    { key: "deliveryMaxMs", title: "delivery max ms", digits: 1 },
+    ...COLUMNS.delivery,
     { key: "redisOutBytesPerPush", title: "Redis out bytes/push", digits: 0 },
-    { key: "serverCores", title: "server CPU (cores)", digits: 2 },
-    { key: "loadgenCores", title: "loadgen CPU (cores)", digits: 2 },
+    COLUMNS.serverCores,
+    COLUMNS.loadgenCores,
   ];
-  const { machine, file } = writeResult("multihost", { settings: o, rows });
   const title = `Many hosts: POST /api/push to 1 random user, ${o.MH_HOSTS} hosts × ${o.MH_WORKERS} workers on one Redis`;
-  printReport(title, machine, [markdownTable(columns, rows), `result: ${file}`]);
+  publish("multihost", { settings: o, rows }, title, [markdownTable(columns, rows)]);
 }
 
 /** Host A's own workers (their host id ends with its primary's pid). */
 async function memory(host) {
-  const st = await api(host, "GET", "/api/status");
+  const st = await apiGet(host, "/api/status");
   st.workers = st.workers.filter((w) => w.host?.endsWith(`:${host.pid}`));
   return {
     rssMb: host.rss().totalKb / 1024,
@@ -300,14 +178,7 @@ async function outage(o, keys, tokens) {
       const load = cannon(a, o, { duration: seconds, connections: 16, rate: o.MH_RATE });
       await during?.();
       const res = await load;
-      await settle(
-        {
-          get delivered() {
-            return delivered;
-          },
-        },
-        o.MH_SETTLE_MS,
-      );
+      await settle(() => delivered, o.MH_SETTLE_MS);
       const mem = await memory(a);
       rows.push({
         phase: name,
@@ -341,20 +212,13 @@ async function outage(o, keys, tokens) {
       { key: "rssMb", title: "host A RSS MB", digits: 1 },
       { key: "heapMb", title: "host A worker heap MB", digits: 1 },
     ];
-    const { machine, file } = writeResult("multihost-outage", {
-      settings: o,
-      mode,
-      rows,
-      duplicates,
-      restarted,
-    });
-    printReport(
+    publish(
+      "multihost-outage",
+      { settings: o, mode, rows, duplicates, restarted },
       `Many hosts: Redis killed and restarted under ${o.MH_RATE} pushes/s (${mode})`,
-      machine,
       [
         markdownTable(columns, rows),
         `duplicate deliveries: ${duplicates}; worker or primary restarted: ${restarted ? "yes" : "no"}`,
-        `result: ${file}`,
       ],
     );
   } finally {
@@ -364,10 +228,8 @@ async function outage(o, keys, tokens) {
 }
 
 async function main() {
-  const o = knobs(SPEC);
-  printKnobs("bench: many hosts (two hosts on one Redis)", SPEC, o);
-  const keys = benchKeys("HS256");
-  const tokens = await signMany(keys, o.MH_USERS);
+  const o = settings("bench: many hosts (two hosts on one Redis)", SPEC);
+  const { keys, tokens } = await benchTokens("HS256", o.MH_USERS);
   if (o.MH_SCENARIO === "outage") await outage(o, keys, tokens);
   else await throughput(o, keys, tokens);
 }

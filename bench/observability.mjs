@@ -1,13 +1,12 @@
-import autocannon from "autocannon";
-import { fileURLToPath } from "node:url";
 import { closeFleet, openFleet } from "./lib/fleet.mjs";
+import { settings } from "./lib/knobs.mjs";
 import { checkOpenFiles } from "./lib/limits.mjs";
-import { knobs, printKnobs } from "./lib/knobs.mjs";
 import { machineInfo } from "./lib/machine.mjs";
-import { markdownTable, printReport, writeResult } from "./lib/report.mjs";
+import { pushLoad } from "./lib/push-load.mjs";
+import { COLUMNS, markdownTable, printReport, writeResult } from "./lib/report.mjs";
 import { median, sleep } from "./lib/stats.mjs";
 import { startTarget } from "./lib/targets.mjs";
-import { benchApiKey, benchKeys, signMany } from "./lib/tokens.mjs";
+import { benchApiKey, benchTokens } from "./lib/tokens.mjs";
 
 /**
  * What observability costs on socket-server (2 workers by default):
@@ -29,7 +28,6 @@ const SPEC = {
 };
 
 const DASHBOARD_TOKEN = "bench-dashboard-token-not-secret";
-const SETUP = fileURLToPath(new URL("./lib/push-request.cjs", import.meta.url));
 
 async function scrapeOnce(apiUrl) {
   const t0 = performance.now();
@@ -43,33 +41,6 @@ async function scrapeOnce(apiUrl) {
     serverMs: m ? Number(m[1]) * 1000 : Number.NaN,
     bytes: Buffer.byteLength(text),
   };
-}
-
-function pushes(target, users, seconds, connections) {
-  process.env.BENCH_PUSH_USERS = String(users);
-  process.env.BENCH_PUSH_BATCH_SIZE = "0";
-  return new Promise((resolve, reject) => {
-    autocannon(
-      {
-        url: target.apiUrl,
-        connections,
-        duration: seconds,
-        workers: 1,
-        requests: [
-          {
-            method: "POST",
-            path: "/api/push",
-            headers: {
-              authorization: `Bearer ${target.apiKey}`,
-              "content-type": "application/json",
-            },
-            setupRequest: SETUP,
-          },
-        ],
-      },
-      (err, res) => (err ? reject(err) : resolve(res)),
-    );
-  });
 }
 
 /** Opens `n` dashboard live feeds and counts the updates they receive. */
@@ -97,12 +68,10 @@ async function openFeeds(apiUrl, n) {
 }
 
 async function main() {
-  const o = knobs(SPEC);
-  printKnobs("bench: observability cost (scrape time, dashboard vs push throughput)", SPEC, o);
+  const o = settings("bench: observability cost (scrape time, dashboard vs push throughput)", SPEC);
   const max = Math.max(...o.SCRAPE_STEPS);
   checkOpenFiles(max);
-  const keys = benchKeys(o.ALG);
-  const tokens = await signMany(keys, max);
+  const { keys, tokens } = await benchTokens(o.ALG, max);
   const target = await startTarget("socket-server", {
     keys,
     apiKey: benchApiKey(),
@@ -144,7 +113,11 @@ async function main() {
     for (let round = 0; round < o.DASH_ROUNDS; round++) {
       for (const withDash of round % 2 === 0 ? [false, true] : [true, false]) {
         const feeds = withDash ? await openFeeds(target.apiUrl, o.DASH_FEEDS) : [];
-        const r = await pushes(target, users, o.DASH_DURATION_S, o.PUSH_CONNECTIONS);
+        const r = await pushLoad(target, {
+          users,
+          duration: o.DASH_DURATION_S,
+          connections: o.PUSH_CONNECTIONS,
+        });
         for (const f of feeds) f.ctrl.abort();
         const row = {
           round,
@@ -185,7 +158,7 @@ async function main() {
       { key: "dashboard", title: "dashboard" },
       { key: "reqPerSec", title: "pushes/s", digits: 0 },
       { key: "p99Ms", title: "p99 ms", digits: 0 },
-      { key: "non2xx", title: "non-2xx", digits: 0 },
+      COLUMNS.non2xx,
       { key: "updates", title: "feed updates", digits: 0 },
     ],
     pushRows,

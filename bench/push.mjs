@@ -1,13 +1,12 @@
-import { fileURLToPath } from "node:url";
-import autocannon from "autocannon";
-import { closeFleet, openFleet } from "./lib/fleet.mjs";
+import { openFleet } from "./lib/fleet.mjs";
+import { COMMON, settings } from "./lib/knobs.mjs";
 import { startLagListener } from "./lib/lag-listener.mjs";
-import { COMMON, knobs, printKnobs } from "./lib/knobs.mjs";
-import { selfCpuMeter } from "./lib/proc.mjs";
-import { describeRatios, markdownTable, printReport, ratios, writeResult } from "./lib/report.mjs";
-import { nowMs, Recorder, sleep } from "./lib/stats.mjs";
-import { apiPost, roundOrder, startTarget } from "./lib/targets.mjs";
-import { benchApiKey, benchKeys, signMany } from "./lib/tokens.mjs";
+import { loadMeter } from "./lib/proc.mjs";
+import { pushLoad } from "./lib/push-load.mjs";
+import { COLUMNS, describeRatios, markdownTable, publish, ratios } from "./lib/report.mjs";
+import { deliveryCounter, settle } from "./lib/stats.mjs";
+import { apiPost, eachTargetRound } from "./lib/targets.mjs";
+import { benchTokens } from "./lib/tokens.mjs";
 
 /**
  * User pushes: autocannon on `POST /api/push` to random users among
@@ -28,54 +27,27 @@ const SPEC = {
   PUSH_ALG: ["ES256", "JWT algorithm of the clients (ES256 or HS256)"],
 };
 
-const SETUP = fileURLToPath(new URL("./lib/push-request.cjs", import.meta.url));
-
-function cannon(target, o, path, batch) {
-  process.env.BENCH_PUSH_USERS = String(o.PUSH_USERS);
-  process.env.BENCH_PUSH_BATCH_SIZE = String(batch);
-  return new Promise((resolve, reject) => {
-    autocannon(
-      {
-        url: target.apiUrl,
-        connections: o.connections ?? o.PUSH_CONNECTIONS,
-        pipelining: o.PUSH_PIPELINING,
-        duration: o.duration,
-        workers: 1,
-        requests: [
-          {
-            method: "POST",
-            path,
-            headers: {
-              authorization: `Bearer ${target.apiKey}`,
-              "content-type": "application/json",
-            },
-            setupRequest: SETUP,
-          },
-        ],
-      },
-      (err, res) => (err ? reject(err) : resolve(res)),
-    );
-  });
-}
-
 /** Measures one target: warm-up, then the measured run, then waits for stragglers. */
 async function measure(target, o, lag, state, path, batch) {
-  await cannon(target, { ...o, duration: o.PUSH_WARMUP_S }, path, batch);
-  await settle(state, o.PUSH_SETTLE_MS);
-  state.delivered = 0;
-  state.latency = new Recorder();
-  const cpu = target.cpu();
-  const self = selfCpuMeter();
-  const from = lag.now();
-  cpu.start();
-  self.start();
-  const res = await cannon(target, { ...o, duration: o.PUSH_DURATION_S }, path, batch);
-  const serverCpu = cpu.stop();
-  const loadgenCores = self.stop();
-  const lagWin = lag.between(from, lag.now(), target.serverRole);
-  await settle(state, o.PUSH_SETTLE_MS);
+  const cannon = (duration) =>
+    pushLoad(target, {
+      users: o.PUSH_USERS,
+      connections: o.PUSH_CONNECTIONS,
+      pipelining: o.PUSH_PIPELINING,
+      duration,
+      path,
+      batch,
+    });
+  const delivered = () => state.delivered;
+  await cannon(o.PUSH_WARMUP_S);
+  await settle(delivered, o.PUSH_SETTLE_MS);
+  state.reset();
+  const meter = loadMeter(target, lag);
+  const res = await cannon(o.PUSH_DURATION_S);
+  const { serverCpu, loadgenCores } = meter.stop();
+  const lagWin = meter.lag();
+  await settle(delivered, o.PUSH_SETTLE_MS);
   const per = batch || 1;
-  const lat = state.latency.summary();
   // Each push goes to one user with one socket, so deliveries count the
   // pushes the server took, whoever counted the answer. autocannon's own 2xx
   // count misses answers on connections the server closes after each
@@ -97,9 +69,7 @@ async function measure(target, o, lag, state, path, batch) {
     accepted: res["2xx"] * per,
     delivered: state.delivered,
     lost: sent - refused - state.delivered,
-    deliveryP50Ms: lat.p50,
-    deliveryP99Ms: lat.p99,
-    deliveryMaxMs: lat.max,
+    ...state.latencyFields(),
     serverCores: serverCpu.totalCores,
     serverCoresPerProcess: serverCpu.perPid.map((p) => Number(p.cores.toFixed(2))),
     serverCpuUsPerPush: (serverCpu.totalCores * 1e6) / (state.delivered / o.PUSH_DURATION_S),
@@ -108,105 +78,77 @@ async function measure(target, o, lag, state, path, batch) {
   };
 }
 
-async function settle(state, maxMs) {
-  const until = performance.now() + maxMs;
-  let last = -1;
-  while (performance.now() < until && state.delivered !== last) {
-    last = state.delivered;
-    await sleep(300);
-  }
-}
-
 async function main() {
-  const o = knobs(SPEC);
-  printKnobs("bench: user pushes (POST /api/push)", SPEC, o);
-  const keys = benchKeys(o.PUSH_ALG);
-  const tokens = await signMany(keys, o.PUSH_USERS);
+  const o = settings("bench: user pushes (POST /api/push)", SPEC);
+  const { keys, tokens } = await benchTokens(o.PUSH_ALG, o.PUSH_USERS);
   const lag = await startLagListener();
   const rows = [];
   const batchRows = [];
 
-  for (let round = 0; round < o.BENCH_ROUNDS; round++) {
-    for (const name of roundOrder(o.BENCH_TARGETS, round)) {
-      const target = await startTarget(name, {
-        keys,
-        apiKey: benchApiKey(),
-        workers: o.BENCH_WORKERS,
-        probePort: lag.port,
+  await eachTargetRound(o, { keys, probePort: lag.port }, async (target, round, name, clients) => {
+    const state = deliveryCounter("bench:push");
+    // A lost handshake (the docs recipe loses some) is retried: this bench is about pushes.
+    const fleet = await openFleet(target, tokens, {
+      onEvent: state.onEvent,
+      concurrency: 100,
+      retries: 3,
+    });
+    clients.push(...fleet.clients);
+    if (fleet.completed !== o.PUSH_USERS) {
+      throw new Error(`${name}: only ${fleet.completed} of ${o.PUSH_USERS} clients registered`);
+    }
+    const r = await measure(target, o, lag, state, "/api/push", 0);
+    rows.push({ target: name, round, ...r });
+    process.stdout.write(
+      `round ${round} ${name}: ${r.reqPerSec.toFixed(0)} req/s, sent ${r.sent}, delivered ${r.delivered}, p99 ${r.deliveryP99Ms.toFixed(1)} ms\n`,
+    );
+    if (o.PUSH_BATCH_SIZE > 0) {
+      const probe = await apiPost(target, "/api/push/batch", {
+        pushes: [{ userId: "u0", event: "bench:probe", payload: {} }],
       });
-      const state = { delivered: 0, latency: new Recorder() };
-      const onEvent = (event, payload) => {
-        if (event !== "bench:push") return;
-        state.delivered += 1;
-        state.latency.add(nowMs() - payload.t);
-      };
-      try {
-        // A lost handshake (the docs recipe loses some) is retried: this bench is about pushes.
-        const fleet = await openFleet(target, tokens, { onEvent, concurrency: 100, retries: 3 });
-        if (fleet.completed !== o.PUSH_USERS) {
-          throw new Error(`${name}: only ${fleet.completed} of ${o.PUSH_USERS} clients registered`);
-        }
-        const r = await measure(target, o, lag, state, "/api/push", 0);
-        rows.push({ target: name, round, ...r });
+      if (probe.status >= 200 && probe.status < 300) {
+        const b = await measure(target, o, lag, state, "/api/push/batch", o.PUSH_BATCH_SIZE);
+        batchRows.push({ target: name, round, ...b });
         process.stdout.write(
-          `round ${round} ${name}: ${r.reqPerSec.toFixed(0)} req/s, sent ${r.sent}, delivered ${r.delivered}, p99 ${r.deliveryP99Ms.toFixed(1)} ms\n`,
+          `round ${round} ${name} batch: ${b.pushesPerSec.toFixed(0)} pushes/s, sent ${b.sent}, delivered ${b.delivered}\n`,
         );
-        if (o.PUSH_BATCH_SIZE > 0) {
-          const probe = await apiPost(target, "/api/push/batch", {
-            pushes: [{ userId: "u0", event: "bench:probe", payload: {} }],
-          });
-          if (probe.status >= 200 && probe.status < 300) {
-            const b = await measure(target, o, lag, state, "/api/push/batch", o.PUSH_BATCH_SIZE);
-            batchRows.push({ target: name, round, ...b });
-            process.stdout.write(
-              `round ${round} ${name} batch: ${b.pushesPerSec.toFixed(0)} pushes/s, sent ${b.sent}, delivered ${b.delivered}\n`,
-            );
-          } else {
-            process.stdout.write(`round ${round} ${name}: no /api/push/batch (${probe.status})\n`);
-          }
-        }
-        await closeFleet(fleet.clients);
-      } finally {
-        await target.stop();
+      } else {
+        process.stdout.write(`round ${round} ${name}: no /api/push/batch (${probe.status})\n`);
       }
     }
-  }
+  });
   lag.close();
 
   const columns = [
-    { key: "target", title: "target" },
-    { key: "round", title: "round", digits: 0 },
+    COLUMNS.target,
+    COLUMNS.round,
     { key: "reqPerSec", title: "req/s", digits: 0 },
     { key: "pushesPerSec", title: "pushes/s", digits: 0 },
     { key: "autocannon2xxPerSec", title: "autocannon 2xx/s", digits: 0 },
     { key: "httpP99Ms", title: "HTTP p99 ms", digits: 1 },
-    { key: "non2xx", title: "non-2xx", digits: 0 },
+    COLUMNS.non2xx,
     { key: "errors", title: "errors", digits: 0 },
     { get: (r) => `${r.delivered}/${r.sent}`, title: "delivered/sent" },
     { key: "lost", title: "lost", digits: 0 },
-    { key: "deliveryP50Ms", title: "delivery p50 ms", digits: 1 },
-    { key: "deliveryP99Ms", title: "delivery p99 ms", digits: 1 },
-    { key: "deliveryMaxMs", title: "delivery max ms", digits: 1 },
-    { key: "serverCores", title: "server CPU (cores)", digits: 2 },
+    ...COLUMNS.delivery,
+    COLUMNS.serverCores,
     { key: "serverCpuUsPerPush", title: "server CPU µs/push", digits: 0 },
-    { key: "loadgenCores", title: "loadgen CPU (cores)", digits: 2 },
-    { key: "lagP99WorstMs", title: "worst lag p99 ms", digits: 1 },
+    COLUMNS.loadgenCores,
+    COLUMNS.lagP99WorstMs,
   ];
   const ratio = ratios(rows, "reqPerSec");
-  const { machine, file } = writeResult("push", {
-    settings: o,
-    rows,
-    batchRows,
-    ratios: { reqPerSec: ratio },
-  });
-  printReport("User pushes: POST /api/push to 1 random user", machine, [
-    markdownTable(columns, rows),
-    describeRatios("req/s", ratio),
-    batchRows.length
-      ? `### POST /api/push/batch (${o.PUSH_BATCH_SIZE} pushes per request)\n\n${markdownTable(columns, batchRows)}`
-      : "",
-    `result: ${file}`,
-  ]);
+  publish(
+    "push",
+    { settings: o, rows, batchRows, ratios: { reqPerSec: ratio } },
+    "User pushes: POST /api/push to 1 random user",
+    [
+      markdownTable(columns, rows),
+      describeRatios("req/s", ratio),
+      batchRows.length
+        ? `### POST /api/push/batch (${o.PUSH_BATCH_SIZE} pushes per request)\n\n${markdownTable(columns, batchRows)}`
+        : "",
+    ],
+  );
 }
 
 await main();

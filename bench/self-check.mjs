@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from "node:util";
 import { io } from "socket.io-client";
-import { knobs, printKnobs } from "./lib/knobs.mjs";
+import { settings } from "./lib/knobs.mjs";
 import { markdownTable } from "./lib/report.mjs";
 import { BenchClient, socketIoUrl } from "./lib/sio-client.mjs";
 import { sleep } from "./lib/stats.mjs";
@@ -211,8 +211,7 @@ async function checkPair(target, keys, kind, check) {
 }
 
 async function main() {
-  const o = knobs(SPEC);
-  printKnobs("self-check: bench client vs socket.io-client", SPEC, o);
+  const o = settings("self-check: bench client vs socket.io-client", SPEC);
   const rows = [];
   for (const name of o.SELF_CHECK_TARGETS) {
     rows.push(...(await checkTarget(name, o.SELF_CHECK_CLIENTS)));

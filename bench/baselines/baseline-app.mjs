@@ -1,6 +1,8 @@
 import { createPublicKey, randomUUID } from "node:crypto";
+import http from "node:http";
 import express from "express";
 import { jwtVerify } from "jose";
+import { Server } from "socket.io";
 
 /**
  * The work both baselines do, written the way a user of plain Socket.IO
@@ -86,4 +88,29 @@ export function heartbeat(env = process.env) {
 
 export function printPorts(port) {
   process.stdout.write(`${JSON.stringify({ msg: "ports", publicPort: port, apiPort: port })}\n`);
+}
+
+/**
+ * One HTTP server with Socket.IO (the handlers above) and the push app, as
+ * each baseline (or docs-cluster worker) serves them. `setup(io)` runs before
+ * the handlers attach: the docs recipe's adapter and sticky worker.
+ */
+export function createBaselineServer(setup = () => {}) {
+  const apiKey = process.env.API_KEYS?.split(",")[0];
+  if (!apiKey) throw new Error("set API_KEYS");
+  // The request handler must exist before Socket.IO attaches (it wraps it).
+  let app;
+  const httpServer = http.createServer((req, res) => app(req, res));
+  const io = new Server(httpServer, heartbeat());
+  setup(io);
+  attachSocketHandlers(io, tokenKey(process.env));
+  app = createPushApp(io, apiKey);
+  return { httpServer, io };
+}
+
+/** Listens on PORT (0: a free one) and HOST, then prints the port (printPorts). */
+export function listen(httpServer) {
+  httpServer.listen(Number(process.env.PORT ?? 3000), process.env.HOST ?? "127.0.0.1", () =>
+    printPorts(httpServer.address().port),
+  );
 }

@@ -3,14 +3,7 @@ import http from "node:http";
 import { availableParallelism } from "node:os";
 import { createAdapter, setupPrimary } from "@socket.io/cluster-adapter";
 import { setupMaster, setupWorker } from "@socket.io/sticky";
-import { Server } from "socket.io";
-import {
-  attachSocketHandlers,
-  createPushApp,
-  heartbeat,
-  printPorts,
-  tokenKey,
-} from "./baseline-app.mjs";
+import { createBaselineServer, listen } from "./baseline-app.mjs";
 
 /**
  * Baseline: the cluster recipe from the Socket.IO docs
@@ -34,9 +27,7 @@ if (cluster.isPrimary) {
   for (let i = 0; i < workers; i++) {
     cluster.fork().on("message", (msg) => {
       if (msg?.bench !== "ready" || ++ready < workers) return;
-      httpServer.listen(Number(process.env.PORT ?? 3000), process.env.HOST ?? "127.0.0.1", () =>
-        printPorts(httpServer.address().port),
-      );
+      listen(httpServer);
     });
   }
   cluster.on("exit", (worker, code, signal) => {
@@ -56,16 +47,10 @@ if (cluster.isPrimary) {
     wait.unref();
   });
 } else {
-  const apiKey = process.env.API_KEYS?.split(",")[0];
-  if (!apiKey) throw new Error("set API_KEYS");
-  // The request handler must exist before Socket.IO attaches (it wraps it).
-  let app;
-  const httpServer = http.createServer((req, res) => app(req, res));
-  const io = new Server(httpServer, heartbeat());
-  io.adapter(createAdapter());
-  setupWorker(io);
-  attachSocketHandlers(io, tokenKey(process.env));
-  app = createPushApp(io, apiKey);
+  createBaselineServer((io) => {
+    io.adapter(createAdapter());
+    setupWorker(io);
+  });
   process.on("SIGTERM", () => process.exit(0));
   process.send({ bench: "ready" });
 }

@@ -27,6 +27,13 @@ export function knobs(spec) {
   return values;
 }
 
+/** Reads the settings of `spec` and prints them under `title`, before any load starts. */
+export function settings(title, spec) {
+  const values = knobs(spec);
+  printKnobs(title, spec, values);
+  return values;
+}
+
 export function printKnobs(title, spec, values) {
   const lines = [`# ${title}`, "", "settings (environment variables):"];
   for (const [name, [, description]] of Object.entries(spec)) {

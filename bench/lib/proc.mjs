@@ -100,3 +100,29 @@ export function selfCpuMeter() {
     },
   };
 }
+
+/**
+ * Meters one run on a target (or several, summed): the CPU of its processes
+ * and of this load generator from now until `stop()`, which returns
+ * `{ serverCpu: { perPid, totalCores }, loadgenCores }`; given the lag
+ * listener, `lag()` is the target's event-loop delay from now until then.
+ */
+export function loadMeter(targets, lag) {
+  const list = [targets].flat();
+  const cpus = list.map((t) => t.cpu());
+  const self = selfCpuMeter();
+  const from = lag?.now();
+  for (const c of cpus) c.start();
+  self.start();
+  return {
+    stop() {
+      const parts = cpus.map((c) => c.stop());
+      const serverCpu = {
+        perPid: parts.flatMap((p) => p.perPid),
+        totalCores: parts.reduce((n, p) => n + p.totalCores, 0),
+      };
+      return { serverCpu, loadgenCores: self.stop() };
+    },
+    lag: () => lag.between(from, lag.now(), list[0].serverRole),
+  };
+}

@@ -32,6 +32,22 @@ export function markdownTable(columns, rows) {
   return [head, sep, ...body].join("\n");
 }
 
+/** Columns that mean the same in every bench that shows them. */
+export const COLUMNS = {
+  target: { key: "target", title: "target" },
+  round: { key: "round", title: "round", digits: 0 },
+  non2xx: { key: "non2xx", title: "non-2xx", digits: 0 },
+  /** Latency from the push call to the client, from deliveryCounter(). */
+  delivery: [
+    { key: "deliveryP50Ms", title: "delivery p50 ms", digits: 1 },
+    { key: "deliveryP99Ms", title: "delivery p99 ms", digits: 1 },
+    { key: "deliveryMaxMs", title: "delivery max ms", digits: 1 },
+  ],
+  serverCores: { key: "serverCores", title: "server CPU (cores)", digits: 2 },
+  loadgenCores: { key: "loadgenCores", title: "loadgen CPU (cores)", digits: 2 },
+  lagP99WorstMs: { key: "lagP99WorstMs", title: "worst lag p99 ms", digits: 1 },
+};
+
 /**
  * Ratios of socket-server to each baseline, computed within each round (the
  * runs that were interleaved) and summarised as median (min–max).
@@ -84,6 +100,12 @@ export function writeResult(bench, data) {
   writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
   writeFileSync(join(RESULTS_DIR, `${bench}-latest.json`), `${JSON.stringify(doc, null, 2)}\n`);
   return { file, machine };
+}
+
+/** Writes the result file, then prints the report with the file's path as its last line. */
+export function publish(bench, data, title, sections) {
+  const { machine, file } = writeResult(bench, data);
+  printReport(title, machine, [...sections, `result: ${file}`]);
 }
 
 export function printReport(title, machine, sections) {

@@ -45,3 +45,43 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Wall-clock milliseconds with sub-millisecond precision, comparable across threads. */
 export const nowMs = () => performance.timeOrigin + performance.now();
+
+/** Waits until `count()` stops changing between two looks 300 ms apart, at most `maxMs`. */
+export async function settle(count, maxMs) {
+  const until = performance.now() + maxMs;
+  let last = -1;
+  while (performance.now() < until && count() !== last) {
+    last = count();
+    await sleep(300);
+  }
+}
+
+/**
+ * Counts the deliveries of one event to the bench's clients (`onEvent` goes
+ * to openFleet), when the last one came, and the latency of each from the
+ * send time in its payload (`t`, nowMs()). `reset()` starts a measured run;
+ * `latencyFields()` gives the row fields that COLUMNS.delivery shows.
+ */
+export function deliveryCounter(event) {
+  const d = {
+    delivered: 0,
+    latency: new Recorder(),
+    lastAt: 0,
+    onEvent: (name, payload) => {
+      if (name !== event) return;
+      d.delivered += 1;
+      d.lastAt = performance.now();
+      d.latency.add(nowMs() - payload.t);
+    },
+    reset(initial) {
+      d.delivered = 0;
+      d.latency = new Recorder(initial);
+      d.lastAt = 0;
+    },
+    latencyFields() {
+      const l = d.latency.summary();
+      return { deliveryP50Ms: l.p50, deliveryP99Ms: l.p99, deliveryMaxMs: l.max };
+    },
+  };
+  return d;
+}

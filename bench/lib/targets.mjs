@@ -2,9 +2,11 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { closeFleet } from "./fleet.mjs";
 import { ROOT } from "./machine.mjs";
 import { cpuMeter, processTree, treeRss } from "./proc.mjs";
 import { sleep } from "./stats.mjs";
+import { benchApiKey } from "./tokens.mjs";
 
 /**
  * The servers under test, each started as its own process tree on free
@@ -188,6 +190,42 @@ export async function startTarget(name, o) {
 export function roundOrder(targets, round) {
   const n = targets.length;
   return targets.map((_, i) => targets[(i + round) % n]);
+}
+
+/**
+ * The interleaved schedule of the comparison benches: BENCH_ROUNDS rounds,
+ * each starting every target (a name, or `{ target, env }`: one variant of
+ * it) in roundOrder with a fresh API key, running `run(target, round, item,
+ * clients)` on it, then closing the clients pushed into `clients` and
+ * stopping the target, also when `run` throws.
+ */
+export async function eachTargetRound(o, { keys, probePort, targets = o.BENCH_TARGETS }, run) {
+  for (let round = 0; round < o.BENCH_ROUNDS; round++) {
+    for (const item of roundOrder(targets, round)) {
+      const target = await startTarget(item.target ?? item, {
+        keys,
+        apiKey: benchApiKey(),
+        workers: o.BENCH_WORKERS,
+        probePort,
+        env: item.env,
+      });
+      const clients = [];
+      try {
+        await run(target, round, item, clients);
+      } finally {
+        await closeFleet(clients);
+        await target.stop();
+      }
+    }
+  }
+}
+
+/** GET a path of the target's API with its key; resolves with the JSON body. */
+export async function apiGet(target, path) {
+  const res = await fetch(`${target.apiUrl}${path}`, {
+    headers: { authorization: `Bearer ${target.apiKey}` },
+  });
+  return res.json();
 }
 
 /** POST a JSON body to the target's push API; resolves with { status, body }. */

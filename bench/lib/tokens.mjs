@@ -41,5 +41,11 @@ export async function signMany(keys, count, prefix = "u") {
   return out;
 }
 
+/** Fresh keys of `alg` and `count` tokens signed with them, for users `u0…`. */
+export async function benchTokens(alg, count) {
+  const keys = benchKeys(alg);
+  return { keys, tokens: await signMany(keys, count) };
+}
+
 /** A random API key for the targets of one run. */
 export const benchApiKey = () => `bench_${randomBytes(18).toString("base64url")}`;

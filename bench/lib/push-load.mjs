@@ -1,0 +1,41 @@
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+
+const SETUP = fileURLToPath(new URL("./push-request.cjs", import.meta.url));
+
+/**
+ * autocannon (one worker thread) on the target's push API: each request
+ * pushes to a random user among `users`, or, with `batch` > 0, carries that
+ * many such pushes (`path` /api/push/batch); see push-request.cjs. `rate`
+ * fixes the overall requests per second; `pipelining` is autocannon's own
+ * default unless given. Resolves with autocannon's result.
+ */
+export function pushLoad(target, o) {
+  const { users, duration, connections, path = "/api/push", batch = 0, pipelining, rate } = o;
+  process.env.BENCH_PUSH_USERS = String(users);
+  process.env.BENCH_PUSH_BATCH_SIZE = String(batch);
+  return new Promise((resolve, reject) => {
+    autocannon(
+      {
+        url: target.apiUrl,
+        connections,
+        ...(pipelining !== undefined ? { pipelining } : {}),
+        duration,
+        workers: 1,
+        ...(rate ? { overallRate: rate } : {}),
+        requests: [
+          {
+            method: "POST",
+            path,
+            headers: {
+              authorization: `Bearer ${target.apiKey}`,
+              "content-type": "application/json",
+            },
+            setupRequest: SETUP,
+          },
+        ],
+      },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+  });
+}
