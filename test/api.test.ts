@@ -1,17 +1,10 @@
 import net from "node:net";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { closeAllClients, connectRegistered, emitAck, nextEvent } from "./support/client.js";
+import { describe, expect, it } from "vitest";
+import { connectRegistered, emitAck, nextEvent } from "./support/client.js";
 import { signToken, TEST_API_KEY } from "./support/fixtures.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { useServer } from "./support/server.js";
 
-let server: RunningServer;
-beforeAll(async () => {
-  server = await startServer({ workers: 2, env: { PUSH_BODY_LIMIT_BYTES: "65536" } });
-});
-afterAll(async () => {
-  expect(await server.stop()).toBe(0);
-});
-afterEach(() => closeAllClients());
+const server = useServer({ workers: 2, env: { PUSH_BODY_LIMIT_BYTES: "65536" } });
 
 async function expectError(res: Response, status: number, code: string) {
   expect(res.status).toBe(status);
@@ -187,8 +180,13 @@ describe("validation errors", () => {
       JSON.parse('{"userId":"u","event":"e","payload":1,"__proto__":{"x":1}}'),
       { userId: "u", event: "e", payload: 1, options: { offline: "store", ttlSeconds: 5 } },
     ];
-    const headerNames = (res: Response) =>
-      [...res.headers.keys()].filter((h) => h !== "date" && h !== "keep-alive").sort();
+    const headerNames = (res: Response) => {
+      const names: string[] = [];
+      res.headers.forEach((_v, h) => {
+        if (h !== "date" && h !== "keep-alive") names.push(h);
+      });
+      return names.sort();
+    };
     for (const body of bodies) {
       const [fast, viaExpress] = await Promise.all(
         ["/api/push", "/api/push?via=express"].map((path) => server.api("POST", path, body)),

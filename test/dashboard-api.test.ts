@@ -1,22 +1,16 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { closeAllClients, connectRegistered } from "./support/client.js";
+import { describe, expect, it } from "vitest";
+import { connectRegistered } from "./support/client.js";
 import { signToken, TEST_DASHBOARD_TOKEN } from "./support/fixtures.js";
 import { scrape } from "./support/prom-text.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { useServer } from "./support/server.js";
 import { readEvents } from "./support/sse.js";
+import { waitFor } from "./support/wait.js";
 
 // The dashboard's HTTP side without a browser: who gets in, what the pages
 // and endpoints give away without a session, the live feed, and rooms
 // paginated across two workers.
 
-let server: RunningServer;
-beforeAll(async () => {
-  server = await startServer({ workers: 2 });
-});
-afterAll(async () => {
-  expect(await server.stop()).toBe(0);
-});
-afterEach(() => closeAllClients());
+const server = useServer({ workers: 2 });
 
 // A keep-alive connection the balancer gave a worker (after an API call) is
 // sent back with a 307 to a fresh one, which the primary serves: follow it.
@@ -25,16 +19,6 @@ const get = (
   headers: Record<string, string> = {},
   redirect: RequestRedirect = "follow",
 ) => fetch(`${server.apiUrl}${path}`, { headers, redirect });
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function login(): Promise<string> {
   const res = await fetch(`${server.apiUrl}/dashboard/login`, {

@@ -1,10 +1,11 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { closeAllClients, connect, connectRegistered, emitAck } from "./support/client.js";
+import { closeAllClients, connectRegistered } from "./support/client.js";
 import {
   connectAndRegister,
   postFresh,
   record,
+  registerAtOnce,
   waitForCount,
   waitReady,
 } from "./support/delivery-helpers.js";
@@ -84,19 +85,10 @@ describe("Redis-backed delivery across two hosts", () => {
     const user = fresh("race");
     for (let i = 0; i < 5; i++) await store(hostB, user, `r${i}`);
     const token = await signToken(user);
-    const [sa, sb] = await Promise.all([
-      connect(hostA.publicUrl, token),
-      connect(hostB.publicUrl, token),
-    ]);
-    const gotA = record(sa, "note");
-    const gotB = record(sb, "note");
-    const [ackA, ackB] = await Promise.all([
-      emitAck<{ replayed?: number }>(sa, "register", { userId: user }),
-      emitAck<{ replayed?: number }>(sb, "register", { userId: user }),
-    ]);
-    expect((ackA.replayed ?? 0) + (ackB.replayed ?? 0)).toBe(5);
-    await waitForCount([sa, sb], "note", () => gotA.length + gotB.length, 5);
-    const all = [...gotA, ...gotB].map((g) => (g as { text: string }).text).sort();
+    const tabs = await registerAtOnce([hostA.publicUrl, hostB.publicUrl], token, user, "note");
+    expect(tabs.replayed).toBe(5);
+    await waitForCount(tabs.sockets, "note", () => tabs.got.length, 5);
+    const all = tabs.got.map((g) => (g as { text: string }).text).sort();
     expect(all).toEqual(["r0", "r1", "r2", "r3", "r4"]);
   });
 

@@ -1,15 +1,16 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { closeAllClients, connect, connectRegistered, emitAck } from "./support/client.js";
+import { describe, expect, it } from "vitest";
+import { connect, connectRegistered, emitAck } from "./support/client.js";
 import {
   connectAndRegister,
   postFresh,
   record,
+  registerAtOnce,
   slotOf,
   waitForCount,
   waitReady,
 } from "./support/delivery-helpers.js";
 import { signToken } from "./support/fixtures.js";
-import { type RunningServer, startServer, workerPids } from "./support/server.js";
+import { useServer, workerPids } from "./support/server.js";
 
 // Delivery guarantees on one host with two workers (no Redis): offline store
 // and replay, acks, idempotency keys, batch push, and a worker crash.
@@ -17,22 +18,15 @@ import { type RunningServer, startServer, workerPids } from "./support/server.js
 const MAX_PER_USER = 5;
 const BATCH_MAX = 6;
 
-let server: RunningServer;
-beforeAll(async () => {
-  server = await startServer({
-    workers: 2,
-    env: {
-      OFFLINE_MAX_PER_USER: String(MAX_PER_USER),
-      PUSH_BATCH_MAX: String(BATCH_MAX),
-      ACK_TIMEOUT_MAX_MS: "10000",
-      OFFLINE_MAX_TTL_SECONDS: "3600",
-    },
-  });
+const server = useServer({
+  workers: 2,
+  env: {
+    OFFLINE_MAX_PER_USER: String(MAX_PER_USER),
+    PUSH_BATCH_MAX: String(BATCH_MAX),
+    ACK_TIMEOUT_MAX_MS: "10000",
+    OFFLINE_MAX_TTL_SECONDS: "3600",
+  },
 });
-afterAll(async () => {
-  expect(await server.stop()).toBe(0);
-});
-afterEach(() => closeAllClients());
 
 let n = 0;
 /** A user id no other test uses. */
@@ -46,6 +40,14 @@ async function push(body: unknown) {
 const store = (userId: string, text: string, extra: Record<string, unknown> = {}) =>
   push({ userId, event: "note", payload: { text }, options: { offline: "store", ...extra } });
 
+/** Pushes an "ask" to `userId` and waits up to `ackTimeoutMs` for the acks of its sockets. */
+const ask = (userId: string, payload: unknown, ackTimeoutMs: number) =>
+  push({ userId, event: "ask", payload, options: { ackTimeoutMs } });
+
+/** Connects `userId` with a new token, records its "note" events, then registers. */
+const registerForNotes = async (userId: string) =>
+  connectAndRegister(server.publicUrl, await signToken(userId), userId, "note");
+
 describe("offline store and replay", () => {
   it("stores pushes for an offline user and replays them in order after register", async () => {
     const user = fresh("off");
@@ -54,12 +56,7 @@ describe("offline store and replay", () => {
       expect(r.status).toBe(202);
       expect(r.body).toMatchObject({ target: "user", stored: 1 });
     }
-    const { socket, got, ack } = await connectAndRegister(
-      server.publicUrl,
-      await signToken(user),
-      user,
-      "note",
-    );
+    const { socket, got, ack } = await registerForNotes(user);
     expect(ack).toMatchObject({ ok: true, replayed: 3 });
     await waitForCount(socket, "note", () => got.length, 3);
     expect(got).toEqual([{ text: "one" }, { text: "two" }, { text: "three" }]);
@@ -88,12 +85,7 @@ describe("offline store and replay", () => {
     await store(user, "long", { ttlSeconds: 600 });
     // Expiry is the thing under test: there is no event to wait for.
     await new Promise((r) => setTimeout(r, 1_200));
-    const { socket, got, ack } = await connectAndRegister(
-      server.publicUrl,
-      await signToken(user),
-      user,
-      "note",
-    );
+    const { socket, got, ack } = await registerForNotes(user);
     expect(ack).toMatchObject({ ok: true, replayed: 1 });
     await waitForCount(socket, "note", () => got.length, 1);
     expect(got).toEqual([{ text: "long" }]);
@@ -102,12 +94,7 @@ describe("offline store and replay", () => {
   it("keeps the newest OFFLINE_MAX_PER_USER messages", async () => {
     const user = fresh("bound");
     for (let i = 0; i < MAX_PER_USER + 2; i++) await store(user, `m${i}`);
-    const { socket, got, ack } = await connectAndRegister(
-      server.publicUrl,
-      await signToken(user),
-      user,
-      "note",
-    );
+    const { socket, got, ack } = await registerForNotes(user);
     expect(ack).toMatchObject({ replayed: MAX_PER_USER });
     await waitForCount(socket, "note", () => got.length, MAX_PER_USER);
     expect(got.map((g) => (g as { text: string }).text)).toEqual(["m2", "m3", "m4", "m5", "m6"]);
@@ -140,19 +127,10 @@ describe("offline store and replay", () => {
     const user = fresh("tabs");
     for (let i = 0; i < 4; i++) await store(user, `t${i}`);
     const token = await signToken(user);
-    const [a, b] = await Promise.all([
-      connect(server.publicUrl, token),
-      connect(server.publicUrl, token),
-    ]);
-    const gotA = record(a, "note");
-    const gotB = record(b, "note");
-    const [ackA, ackB] = await Promise.all([
-      emitAck<{ replayed?: number }>(a, "register", { userId: user }),
-      emitAck<{ replayed?: number }>(b, "register", { userId: user }),
-    ]);
-    expect((ackA.replayed ?? 0) + (ackB.replayed ?? 0)).toBe(4);
-    await waitForCount([a, b], "note", () => gotA.length + gotB.length, 4);
-    const all = [...gotA, ...gotB].map((g) => (g as { text: string }).text).sort();
+    const tabs = await registerAtOnce([server.publicUrl, server.publicUrl], token, user, "note");
+    expect(tabs.replayed).toBe(4);
+    await waitForCount(tabs.sockets, "note", () => tabs.got.length, 4);
+    const all = tabs.got.map((g) => (g as { text: string }).text).sort();
     expect(all).toEqual(["t0", "t1", "t2", "t3"]);
   });
 
@@ -169,7 +147,7 @@ describe("offline store and replay", () => {
     });
     expect(r.body).toMatchObject({ target: "users", stored: 1 });
     await waitForCount(s, "note", () => got.length, 1);
-    const later = await connectAndRegister(server.publicUrl, await signToken(off), off, "note");
+    const later = await registerForNotes(off);
     expect(later.ack).toMatchObject({ replayed: 1 });
     await waitForCount(later.socket, "note", () => later.got.length, 1);
     expect(later.got).toEqual([{ text: "both" }]);
@@ -179,7 +157,7 @@ describe("offline store and replay", () => {
     const user = fresh("drop");
     await push({ userId: user, event: "note", payload: 1 });
     await push({ userId: user, event: "note", payload: 2, options: { offline: "drop" } });
-    const { ack } = await connectAndRegister(server.publicUrl, await signToken(user), user, "note");
+    const { ack } = await registerForNotes(user);
     expect(ack.ok).toBe(true);
     expect(ack.replayed).toBeUndefined();
   });
@@ -191,12 +169,7 @@ describe("acks", () => {
     const s = await connectRegistered(server.publicUrl, await signToken(user), user);
     s.on("ask", (_payload: unknown, ack: (r: unknown) => void) => ack({ seen: true }));
     const started = Date.now();
-    const r = await push({
-      userId: user,
-      event: "ask",
-      payload: { q: 1 },
-      options: { ackTimeoutMs: 8_000 },
-    });
+    const r = await ask(user, { q: 1 }, 8_000);
     expect(r.status).toBe(202);
     expect(r.body).toMatchObject({ delivered: 1, acked: 1 });
     expect(typeof r.body["id"]).toBe("string");
@@ -208,12 +181,7 @@ describe("acks", () => {
     const s = await connectRegistered(server.publicUrl, await signToken(user), user);
     const got = record(s, "ask");
     const started = Date.now();
-    const r = await push({
-      userId: user,
-      event: "ask",
-      payload: 1,
-      options: { ackTimeoutMs: 600 },
-    });
+    const r = await ask(user, 1, 600);
     expect(r.body).toMatchObject({ delivered: 1, acked: 0 });
     expect(Date.now() - started).toBeGreaterThanOrEqual(550);
     expect(got).toHaveLength(1);
@@ -237,22 +205,12 @@ describe("acks", () => {
     for (const t of [first, other]) {
       t.on("ask", (_p: unknown, ack: (r: unknown) => void) => ack("ok"));
     }
-    const both = await push({
-      userId: user,
-      event: "ask",
-      payload: 1,
-      options: { ackTimeoutMs: 8_000 },
-    });
+    const both = await ask(user, 1, 8_000);
     expect(both.body).toMatchObject({ delivered: 2, acked: 2 });
 
     other.off("ask");
     other.on("ask", () => {});
-    const one = await push({
-      userId: user,
-      event: "ask",
-      payload: 2,
-      options: { ackTimeoutMs: 700 },
-    });
+    const one = await ask(user, 2, 700);
     expect(one.body).toMatchObject({ delivered: 2, acked: 1 });
   });
 
@@ -465,12 +423,7 @@ describe("worker crash", () => {
     for (const pid of pids) process.kill(pid, "SIGKILL");
     await restarted;
     await waitReady(server.apiUrl);
-    const { socket, got, ack } = await connectAndRegister(
-      server.publicUrl,
-      await signToken(user),
-      user,
-      "note",
-    );
+    const { socket, got, ack } = await registerForNotes(user);
     expect(ack).toMatchObject({ ok: true, replayed: 3 });
     await waitForCount(socket, "note", () => got.length, 3);
     expect(got).toEqual([{ text: "a" }, { text: "b" }, { text: "c" }]);

@@ -1,22 +1,15 @@
 import http from "node:http";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { closeAllClients, connect, emitAck, type TestSocket } from "./support/client.js";
+import { describe, expect, it } from "vitest";
+import { connect, emitAck, type TestSocket } from "./support/client.js";
 import { signToken, TEST_API_KEY } from "./support/fixtures.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { useServer } from "./support/server.js";
 
 // Pushes to users on one host travel only to the workers that hold them
 // (src/worker/direct-push.ts, src/primary/user-directory.ts). Two real
 // workers; each push is sent on a fresh connection so that both workers take
 // API requests.
 
-let server: RunningServer;
-beforeAll(async () => {
-  server = await startServer({ workers: 2 });
-});
-afterAll(async () => {
-  expect(await server.stop()).toBe(0);
-});
-afterEach(() => closeAllClients());
+const server = useServer({ workers: 2 });
 
 /** POST on a new connection (the balancer spreads new connections over the workers). */
 function pushOnFreshConnection(body: unknown): Promise<number> {

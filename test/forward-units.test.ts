@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { ForwardedEvent } from "../src/worker/gateway.js";
 import { serializeEvent, toForwardableJson } from "../src/worker/forward/serialize-event.js";
 import { signatureHeader, verifySignature } from "../src/worker/forward/signature.js";
+import { FORWARDED_EVENT_FIELDS } from "./support/fixtures.js";
 
 /** Pure units of forwarding: the signature and the body. */
 
@@ -59,15 +60,7 @@ describe("the forwarded body", () => {
     const r = serializeEvent(event(undefined));
     expect(r.ok).toBe(true);
     const body = JSON.parse((r as { body: string }).body);
-    expect(Object.keys(body)).toEqual([
-      "id",
-      "event",
-      "payload",
-      "userId",
-      "socketId",
-      "rooms",
-      "receivedAt",
-    ]);
+    expect(Object.keys(body)).toEqual(FORWARDED_EVENT_FIELDS);
     expect(body.payload).toBeNull();
   });
 

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBackend, TEST_BACKEND_SECRET, type TestBackend } from "./support/backend.js";
 import { closeAllClients, connectRegistered, emitAck } from "./support/client.js";
-import { signToken } from "./support/fixtures.js";
+import { FORWARDED_EVENT_FIELDS, signToken } from "./support/fixtures.js";
 import { type RunningServer, startServer } from "./support/server.js";
 
 /**
@@ -119,15 +119,7 @@ describe("forwarding over HTTP", () => {
     expect(r.method).toBe("POST");
     expect(r.url).toBe("/events");
     expect(r.headers["content-type"]).toBe("application/json");
-    expect(Object.keys(r.body!)).toEqual([
-      "id",
-      "event",
-      "payload",
-      "userId",
-      "socketId",
-      "rooms",
-      "receivedAt",
-    ]);
+    expect(Object.keys(r.body!)).toEqual(FORWARDED_EVENT_FIELDS);
     expect(r.body).toMatchObject({
       event: "chat:send",
       payload: { text: "hi", nested: { a: [1, 2] } },

@@ -1,25 +1,12 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  closeAllClients,
-  connect,
-  connectRegistered,
-  emitAck,
-  nextEvent,
-} from "./support/client.js";
+import { describe, expect, it } from "vitest";
+import { connect, connectRegistered, emitAck, nextEvent } from "./support/client.js";
 import { signToken } from "./support/fixtures.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { useServer } from "./support/server.js";
 
-let server: RunningServer;
-beforeAll(async () => {
-  server = await startServer({
-    workers: 2,
-    env: { REGISTER_TIMEOUT_MS: "1500", MAX_PAYLOAD_BYTES: "20000" },
-  });
+const server = useServer({
+  workers: 2,
+  env: { REGISTER_TIMEOUT_MS: "1500", MAX_PAYLOAD_BYTES: "20000" },
 });
-afterAll(async () => {
-  expect(await server.stop()).toBe(0);
-});
-afterEach(() => closeAllClients());
 
 describe("handshake auth", () => {
   it("refuses a missing token with AUTH_MISSING", async () => {

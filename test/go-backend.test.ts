@@ -13,7 +13,7 @@ import {
   nextEvent,
 } from "./support/client.js";
 import { signToken, TEST_API_KEY } from "./support/fixtures.js";
-import { track, waitExit } from "./support/processes.js";
+import { hasCommand, track, waitExit } from "./support/processes.js";
 import { freePort } from "./support/redis.js";
 import { type RunningServer, startServer } from "./support/server.js";
 
@@ -25,14 +25,7 @@ import { type RunningServer, startServer } from "./support/server.js";
  */
 
 const EXAMPLE = fileURLToPath(new URL("../examples/go-backend", import.meta.url));
-const hasGo = (() => {
-  try {
-    execFileSync("go", ["version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasGo = hasCommand("go", ["version"]);
 
 interface GoBackend {
   proc: ChildProcess;

@@ -1,3 +1,4 @@
+import http from "node:http";
 import type { Socket } from "socket.io-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { emitAck, nextEvent } from "./support/client.js";
@@ -140,6 +141,77 @@ describe("crash recovery", () => {
       `[figures] kill -9: worker replaced in ${restartedIn} ms; ${victims.length} clients reconnected, ` +
         `${others.length} untouched; pushes ${JSON.stringify(Object.fromEntries(statuses))}, ` +
         `${failures.length} failed on the wire`,
+    );
+  });
+
+  it("connections on their way to a worker that dies are closed or handed to another worker, never left hanging", async () => {
+    const server = await start({});
+    const before = await pids(server);
+    // Stall worker 0 so that connections handed to it wait in the hand-off
+    // (one in flight, the rest queued in the primary), then kill it.
+    const block = async (ms: number) => {
+      const r = await server.api("POST", "/api/test/block-loop", { ms }, close);
+      return ((await r.json()) as { slot: number }).slot;
+    };
+    // Connections go round-robin: after one answered by worker 1 comes worker 0.
+    for (let blocked = -1; blocked !== 0; ) {
+      if ((await block(0)) !== 1) continue;
+      blocked = await block(8_000);
+      if (blocked !== 0) await new Promise((r) => setTimeout(r, 8_100));
+    }
+    type Outcome = { status?: number; error?: string; ms: number };
+    const oneShot = (): Promise<Outcome> =>
+      new Promise((resolve) => {
+        const t0 = Date.now();
+        const body = JSON.stringify({ userId: "nobody", event: "e", payload: 1 });
+        const req = http.request(
+          {
+            host: "127.0.0.1",
+            port: server.apiPort,
+            method: "POST",
+            path: "/api/push",
+            agent: false,
+            headers: {
+              authorization: `Bearer ${TEST_API_KEY}`,
+              "content-type": "application/json",
+              "content-length": Buffer.byteLength(body),
+            },
+            timeout: 10_000,
+          },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, ms: Date.now() - t0 }));
+          },
+        );
+        req.on("timeout", () => req.destroy(new Error("hung")));
+        req.on("error", (err) => resolve({ error: err.message, ms: Date.now() - t0 }));
+        req.end(body);
+      });
+    const pending: Promise<Outcome>[] = [];
+    for (let i = 0; i < 8; i++) {
+      pending.push(oneShot());
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(before.get(0)!, "SIGKILL");
+    const outcomes = await Promise.all(pending);
+
+    expect(outcomes.filter((o) => o.error === "hung")).toEqual([]);
+    for (const o of outcomes) {
+      if (o.status !== undefined) expect(o.status).toBe(202);
+    }
+    // Worker 0 had at least one in flight (closed) and the others queued (re-handed).
+    const entry = JSON.parse(
+      await server.waitForOutput(/\{[^\n]*connections in hand-off when the worker died[^\n]*\}/),
+    );
+    expect(entry.slot).toBe(0);
+    expect(entry.closed + entry.rehanded).toBeGreaterThan(0);
+    expect(outcomes.filter((o) => o.status === 202).length).toBeGreaterThanOrEqual(
+      8 - entry.closed,
+    );
+    console.log(
+      `[figures] worker killed with connections in hand-off: ${entry.closed} closed, ` +
+        `${entry.rehanded} handed to the other worker; outcomes ${JSON.stringify(outcomes)}`,
     );
   });
 

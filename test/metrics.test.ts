@@ -1,8 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
-  closeAllClients,
   connect,
   connectRegistered,
   emitAck,
@@ -10,33 +9,18 @@ import {
   type TestSocket,
 } from "./support/client.js";
 import { signToken } from "./support/fixtures.js";
+import { hasCommand } from "./support/processes.js";
 import { parseScrape, type Scrape, scrape } from "./support/prom-text.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { useServer } from "./support/server.js";
+import { waitFor } from "./support/wait.js";
 
 // Two workers, real clients, and the aggregated /metrics checked number by
 // number: before and after a worker is SIGKILLed and restarted, and while a
 // worker is stopped (SIGSTOP) and cannot answer.
 
-let server: RunningServer;
-beforeAll(async () => {
-  server = await startServer({ workers: 2, env: { QUERY_TIMEOUT_MS: "700" } });
-});
-afterAll(async () => {
-  expect(await server.stop()).toBe(0);
-});
-afterEach(() => closeAllClients());
+const server = useServer({ workers: 2, env: { QUERY_TIMEOUT_MS: "700" } });
 
 const slotOf = (s: TestSocket) => Number.parseInt(String(s.io.engine.id).split("_")[0]!, 36);
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function workers(): Promise<{ worker: number; pid: number }[]> {
   const res = await server.api("GET", "/api/status");
@@ -137,13 +121,17 @@ describe("aggregated /metrics, two workers", () => {
     const dropped = onVictim.map((s) => new Promise((r) => s.once("disconnect", r)));
     process.kill(victim.pid, "SIGKILL");
     await Promise.all(dropped);
-    await waitFor("worker 0 to come back", async () => {
-      const ready = await fetch(`${server.apiUrl}/ready`);
-      if (ready.status !== 200) return undefined;
-      const now = await workers().catch(() => []);
-      const w0 = now.find((w) => w.worker === 0);
-      return w0 && w0.pid !== victim.pid ? w0 : undefined;
-    });
+    await waitFor(
+      "worker 0 to come back",
+      async () => {
+        const ready = await fetch(`${server.apiUrl}/ready`);
+        if (ready.status !== 200) return undefined;
+        const now = await workers().catch(() => []);
+        const w0 = now.find((w) => w.worker === 0);
+        return w0 && w0.pid !== victim.pid ? w0 : undefined;
+      },
+      20_000,
+    );
 
     const after = await scrape(server.apiUrl);
     // Gauges follow the live sockets; counters keep the dead worker's share.
@@ -179,10 +167,14 @@ describe("aggregated /metrics, two workers", () => {
     const a = await connectRegistered(server.publicUrl, await signToken("s0"), "s0");
     const b = await connectRegistered(server.publicUrl, await signToken("s1"), "s1");
     // The previous test's clients are closed; wait until the server agrees.
-    const base = await waitFor("only this test's two sockets", async () => {
-      const m = await scrape(server.apiUrl);
-      return m.value("socket_server_gateway_connections") === 2 ? m : undefined;
-    });
+    const base = await waitFor(
+      "only this test's two sockets",
+      async () => {
+        const m = await scrape(server.apiUrl);
+        return m.value("socket_server_gateway_connections") === 2 ? m : undefined;
+      },
+      20_000,
+    );
     const connects = base.value("socket_server_gateway_connects_total")!;
     const stuck = (await workers()).find((w) => w.worker === 1)!;
     const onOther = [a, b].filter((s) => slotOf(s) !== 1).length;
@@ -233,14 +225,7 @@ describe("deploy/ files", () => {
     expect([...names(rules)].filter((n) => !known.has(n))).toEqual([]);
   });
 
-  const promtool = (() => {
-    try {
-      execFileSync("promtool", ["--version"], { stdio: "ignore" });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
+  const promtool = hasCommand("promtool", ["--version"]);
   it.skipIf(!promtool)("promtool accepts the alert rules", () => {
     const out = execFileSync("promtool", [
       "check",

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { readiness, until, waitForHosts } from "./multihost-suite.js";
 import { closeAllClients, connectRegistered, nextEvent } from "./support/client.js";
 import { signToken } from "./support/fixtures.js";
+import { hasCommand } from "./support/processes.js";
 import { freePort, startRedis } from "./support/redis.js";
 import { type RunningServer, startServer } from "./support/server.js";
 
@@ -122,14 +123,7 @@ describe("Redis authentication and TLS", () => {
     }
   });
 
-  const openssl = (() => {
-    try {
-      execFileSync("openssl", ["version"], { stdio: "ignore" });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
+  const openssl = hasCommand("openssl", ["version"]);
   it.skipIf(!openssl)(
     "rediss:// connects over TLS (CA given to Node with NODE_EXTRA_CA_CERTS)",
     async () => {

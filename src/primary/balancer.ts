@@ -71,13 +71,16 @@ export function createBalancer(deps: BalancerDeps): Balancer {
       if (owner !== undefined && deps.liveSlots().has(owner)) slot = owner;
     }
     slot ??= pickSlot();
-    if (slot === undefined || !deps.handOff(slot, port, socket, head)) {
-      socket.end(
-        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n" +
-          "Content-Type: application/json\r\nContent-Length: 69\r\n\r\n" +
-          '{"error":{"code":"OVERLOADED","message":"no worker is ready, retry"}}',
-      );
+    if (slot !== undefined && deps.handOff(slot, port, socket, head)) return;
+    // The chosen worker is gone (it died before the supervisor heard of it): try the others.
+    for (const other of deps.eligibleSlots()) {
+      if (other !== slot && !socket.destroyed && deps.handOff(other, port, socket, head)) return;
     }
+    socket.end(
+      "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n" +
+        "Content-Type: application/json\r\nContent-Length: 69\r\n\r\n" +
+        '{"error":{"code":"OVERLOADED","message":"no worker is ready, retry"}}',
+    );
   }
 
   function onConnection(port: PortKind, socket: net.Socket): void {

@@ -136,7 +136,7 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   process.on("SIGUSR2", () => restartWorkers("SIGUSR2"));
 
   const eligibleSlots = () => (draining ? [] : sup.eligibleSlots());
-  const handoff = createHandoff({ sup });
+  const handoff = createHandoff({ sup, eligibleSlots, log });
   const balancer = createBalancer({
     log,
     eligibleSlots,

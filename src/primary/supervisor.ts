@@ -36,7 +36,7 @@ export interface SupervisorOptions {
 export interface SupervisorEvents {
   message: [slot: number, msg: WorkerToPrimary, worker: Worker];
   ready: [slot: number];
-  exit: [slot: number, code: number | null, signal: string | null];
+  exit: [slot: number, code: number | null, signal: string | null, worker: Worker];
   "all-ready": [];
   "crash-loop": [slot: number];
 }
@@ -104,7 +104,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     s.worker = undefined;
     s.ready = false;
     s.load = undefined;
-    this.emit("exit", s.slot, code, signal);
+    this.emit("exit", s.slot, code, signal, worker);
     if (this.stopping) return;
     if (this.retiring.delete(worker)) {
       this.fork(s);

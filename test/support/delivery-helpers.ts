@@ -103,6 +103,30 @@ export async function connectAndRegister(
   return { socket, got, ack };
 }
 
+/**
+ * Tabs of one user, one per url, each recording `event`, registered all at
+ * once (they race for the stored messages): `replayed` is the sum the acks
+ * report, `got` what the tabs received between them.
+ */
+export async function registerAtOnce(
+  urls: string[],
+  token: string,
+  userId: string,
+  event: string,
+): Promise<{ sockets: Socket[]; got: unknown[]; replayed: number }> {
+  const sockets = await Promise.all(urls.map((url) => connect(url, token)));
+  const got: unknown[] = [];
+  for (const socket of sockets) {
+    socket.on(event, (payload: unknown) => {
+      got.push(payload);
+    });
+  }
+  const acks = await Promise.all(
+    sockets.map((socket) => emitAck<RegisterAck>(socket, "register", { userId })),
+  );
+  return { sockets, got, replayed: acks.reduce((sum, ack) => sum + (ack.replayed ?? 0), 0) };
+}
+
 /** Polls GET /ready until 200 (after a worker restart, readiness is what there is to wait on). */
 export async function waitReady(apiUrl: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -6,6 +6,17 @@ export const TEST_JWT_SECRET = "test-only-jwt-secret-0123456789abcdef";
 export const TEST_API_KEY = "test-only-api-key-0123456789";
 export const TEST_DASHBOARD_TOKEN = "test-only-dashboard-token-0123";
 
+/** The fields of a forwarded event, in the order the backend contract gives them. */
+export const FORWARDED_EVENT_FIELDS = [
+  "id",
+  "event",
+  "payload",
+  "userId",
+  "socketId",
+  "rooms",
+  "receivedAt",
+];
+
 const secret = new TextEncoder().encode(TEST_JWT_SECRET);
 
 export interface TokenOptions {

@@ -1,4 +1,4 @@
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 
 // Every child a test starts is tracked here and killed if the test process
 // exits without stopping it, so no test leaves a process behind.
@@ -40,4 +40,14 @@ export function waitExit(child: ChildProcess, timeoutMs: number): Promise<number
       resolve(result());
     });
   });
+}
+
+/** Whether `command args` runs here (for skipIf on optional tools such as go or openssl). */
+export function hasCommand(command: string, args: string[]): boolean {
+  try {
+    execFileSync(command, args, { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
+import { closeAllClients } from "./client.js";
 import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./fixtures.js";
 import { track, waitExit } from "./processes.js";
 
@@ -129,6 +131,23 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       return waitExit(proc, timeoutMs);
     },
   };
+}
+
+/**
+ * One server for a whole test file: started in beforeAll, stopped in afterAll
+ * (it must exit 0), with the clients a test opened closed after each test.
+ * The object returned is filled in when beforeAll has run.
+ */
+export function useServer(opts: StartOptions = {}): RunningServer {
+  const server = {} as RunningServer;
+  beforeAll(async () => {
+    Object.assign(server, await startServer(opts));
+  });
+  afterAll(async () => {
+    expect(await server.stop()).toBe(0);
+  });
+  afterEach(() => closeAllClients());
+  return server;
 }
 
 /** The pids of a server's workers, read from its process tree. */
