@@ -186,14 +186,14 @@ async function checkPair(target, keys, kind, check) {
 
     const bad = await keys.sign("mallory");
     const refusedReal = await sioConnect(target.publicUrl, `${bad}x`).catch((e) => e);
-    const refusedBench = await new BenchClient(
-      socketIoUrl(target.publicUrl),
-      { token: `${bad}x` },
-      undefined,
-      kind,
-    )
-      .connect(5000)
-      .catch((e) => e);
+    const refuse = () =>
+      new BenchClient(socketIoUrl(target.publicUrl), { token: `${bad}x` }, undefined, kind)
+        .connect(5000)
+        .catch((e) => e);
+    let refusedBench = await refuse();
+    // A handshake that got no answer at all is tried once more: the docs recipe's
+    // sticky layer loses about one in 5,000 (what is checked here is the refusal).
+    if (refusedBench?.kind === "timeout") refusedBench = await refuse();
     check(
       "bad token refused alike",
       refusedReal instanceof Error &&
