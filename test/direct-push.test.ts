@@ -1,8 +1,7 @@
-import http from "node:http";
 import { describe, expect, it } from "vitest";
 import { connect, emitAck, type TestSocket } from "./support/client.js";
-import { signToken, TEST_API_KEY } from "./support/fixtures.js";
-import { useServer } from "./support/server.js";
+import { signToken } from "./support/fixtures.js";
+import { postOnFreshConnection, useServer } from "./support/server.js";
 
 // Pushes to users on one host travel only to the workers that hold them
 // (src/worker/direct-push.ts, src/primary/user-directory.ts). Two real
@@ -12,29 +11,10 @@ import { useServer } from "./support/server.js";
 const server = useServer({ workers: 2 });
 
 /** POST on a new connection (the balancer spreads new connections over the workers). */
-function pushOnFreshConnection(body: unknown): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: "127.0.0.1",
-        port: server.apiPort,
-        method: "POST",
-        path: "/api/push",
-        agent: false,
-        headers: {
-          authorization: `Bearer ${TEST_API_KEY}`,
-          "content-type": "application/json",
-          connection: "close",
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on("end", () => resolve(res.statusCode ?? 0));
-      },
-    );
-    req.on("error", reject);
-    req.end(JSON.stringify(body));
-  });
+async function pushOnFreshConnection(body: unknown): Promise<number> {
+  const answer = await postOnFreshConnection(server, "/api/push", body);
+  if (answer.status === undefined) throw new Error(answer.error);
+  return answer.status;
 }
 
 const slotOf = (s: TestSocket) => (s.io.engine.id ?? "").split("_")[0] ?? "";

@@ -1,4 +1,3 @@
-import http from "node:http";
 import type { Socket } from "socket.io-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { emitAck, nextEvent } from "./support/client.js";
@@ -13,7 +12,12 @@ import {
   stickyApi,
   until,
 } from "./support/protection.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import {
+  type FreshAnswer,
+  postOnFreshConnection,
+  type RunningServer,
+  startServer,
+} from "./support/server.js";
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -159,35 +163,9 @@ describe("crash recovery", () => {
       blocked = await block(8_000);
       if (blocked !== 0) await new Promise((r) => setTimeout(r, 8_100));
     }
-    type Outcome = { status?: number; error?: string; ms: number };
-    const oneShot = (): Promise<Outcome> =>
-      new Promise((resolve) => {
-        const t0 = Date.now();
-        const body = JSON.stringify({ userId: "nobody", event: "e", payload: 1 });
-        const req = http.request(
-          {
-            host: "127.0.0.1",
-            port: server.apiPort,
-            method: "POST",
-            path: "/api/push",
-            agent: false,
-            headers: {
-              authorization: `Bearer ${TEST_API_KEY}`,
-              "content-type": "application/json",
-              "content-length": Buffer.byteLength(body),
-            },
-            timeout: 10_000,
-          },
-          (res) => {
-            res.resume();
-            res.on("end", () => resolve({ status: res.statusCode ?? 0, ms: Date.now() - t0 }));
-          },
-        );
-        req.on("timeout", () => req.destroy(new Error("hung")));
-        req.on("error", (err) => resolve({ error: err.message, ms: Date.now() - t0 }));
-        req.end(body);
-      });
-    const pending: Promise<Outcome>[] = [];
+    const oneShot = () =>
+      postOnFreshConnection(server, "/api/push", { userId: "nobody", event: "e", payload: 1 });
+    const pending: Promise<FreshAnswer>[] = [];
     for (let i = 0; i < 8; i++) {
       pending.push(oneShot());
       await new Promise((r) => setTimeout(r, 30));

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import http from "node:http";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { closeAllClients } from "./client.js";
@@ -148,6 +149,53 @@ export function useServer(opts: StartOptions = {}): RunningServer {
   });
   afterEach(() => closeAllClients());
   return server;
+}
+
+/** What a request on its own new connection came to: a status, or a connection error. */
+export interface FreshAnswer {
+  status?: number;
+  error?: string;
+  ms: number;
+}
+
+/**
+ * A JSON POST on a new connection of its own (the balancer hands each new
+ * connection to the next worker) with the test API key. A request still
+ * unanswered after `timeoutMs` ends with the error "hung".
+ */
+export function postOnFreshConnection(
+  server: RunningServer,
+  path: string,
+  body: unknown,
+  timeoutMs = 10_000,
+): Promise<FreshAnswer> {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const data = JSON.stringify(body);
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port: server.apiPort,
+        method: "POST",
+        path,
+        agent: false,
+        headers: {
+          authorization: `Bearer ${TEST_API_KEY}`,
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(data),
+          connection: "close",
+        },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, ms: Date.now() - t0 }));
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("hung")));
+    req.on("error", (err) => resolve({ error: err.message, ms: Date.now() - t0 }));
+    req.end(data);
+  });
 }
 
 /** The pids of a server's workers, read from its process tree. */
