@@ -12,7 +12,7 @@ const server = useServer({ workers: 2 });
 
 /** POST on a new connection (the balancer spreads new connections over the workers). */
 async function pushOnFreshConnection(body: unknown): Promise<number> {
-  const answer = await postOnFreshConnection(server, "/api/push", body);
+  const answer = await postOnFreshConnection(server.apiUrl, "/api/push", body);
   if (answer.status === undefined) throw new Error(answer.error);
   return answer.status;
 }

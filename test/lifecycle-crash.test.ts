@@ -164,7 +164,11 @@ describe("crash recovery", () => {
       if (blocked !== 0) await new Promise((r) => setTimeout(r, 8_100));
     }
     const oneShot = () =>
-      postOnFreshConnection(server, "/api/push", { userId: "nobody", event: "e", payload: 1 });
+      postOnFreshConnection(server.apiUrl, "/api/push", {
+        userId: "nobody",
+        event: "e",
+        payload: 1,
+      });
     const pending: Promise<FreshAnswer>[] = [];
     for (let i = 0; i < 8; i++) {
       pending.push(oneShot());

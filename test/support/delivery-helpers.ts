@@ -1,7 +1,6 @@
-import http from "node:http";
 import type { Socket } from "socket.io-client";
 import { connect, emitAck } from "./client.js";
-import { TEST_API_KEY } from "./fixtures.js";
+import { postOnFreshConnection } from "./server.js";
 
 /**
  * Helpers for the delivery tests (acks, offline store, idempotency, batch).
@@ -12,40 +11,16 @@ import { TEST_API_KEY } from "./fixtures.js";
  * each new connection to the next worker in turn, so consecutive calls land
  * on different workers.
  */
-export function postFresh(
+export async function postFresh(
   apiUrl: string,
   path: string,
   body: unknown,
 ): Promise<{ status: number; body: Record<string, unknown> }> {
-  const data = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      `${apiUrl}${path}`,
-      {
-        method: "POST",
-        agent: false,
-        headers: {
-          authorization: `Bearer ${TEST_API_KEY}`,
-          "content-type": "application/json",
-          "content-length": Buffer.byteLength(data),
-          connection: "close",
-        },
-      },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => {
-          text += c;
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-      },
-    );
-    req.on("error", reject);
-    req.end(data);
-  });
+  const answer = await postOnFreshConnection(apiUrl, path, body);
+  if (answer.status === undefined) throw new Error(answer.error);
+  return { status: answer.status, body: answer.body as Record<string, unknown> };
 }
 
-/** The worker slot a socket lives on, read from its Engine.IO sid (`<slot>_<random>`). */
 export function slotOf(socket: Socket): number {
   const sid = (socket.io as unknown as { engine: { id: string } }).engine.id;
   return Number.parseInt(sid.split("_")[0]!, 36);

@@ -1,6 +1,6 @@
 import http from "node:http";
 import { io, type Socket } from "socket.io-client";
-import type { RunningServer } from "./server.js";
+import { type RunningServer, readBody } from "./server.js";
 
 /**
  * Helpers for the protection, lifecycle and hostile-input tests: sockets
@@ -101,20 +101,9 @@ export function stickyApi(server: RunningServer, apiKey: string) {
           },
         },
         (res) => {
-          let text = "";
-          res.setEncoding("utf8");
-          res.on("data", (c: string) => {
-            text += c;
-          });
-          res.on("end", () => {
-            let parsed: unknown;
-            try {
-              parsed = JSON.parse(text);
-            } catch {
-              parsed = undefined;
-            }
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
-          });
+          void readBody(res).then(({ text, body: parsed }) =>
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text }),
+          );
         },
       );
       req.on("error", reject);

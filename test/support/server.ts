@@ -151,9 +151,31 @@ export function useServer(opts: StartOptions = {}): RunningServer {
   return server;
 }
 
-/** What a request on its own new connection came to: a status, or a connection error. */
+/** Reads a response to its end: the text, and the text parsed as JSON (undefined if it is not JSON). */
+export function readBody(res: http.IncomingMessage): Promise<{ text: string; body: unknown }> {
+  return new Promise((resolve) => {
+    let text = "";
+    res.setEncoding("utf8");
+    res.on("data", (c: string) => {
+      text += c;
+    });
+    res.on("end", () => {
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+      resolve({ text, body });
+    });
+  });
+}
+
+/** What a request on its own new connection came to: a status and body, or a connection error. */
 export interface FreshAnswer {
   status?: number;
+  /** The body parsed as JSON (undefined if it is not JSON). */
+  body?: unknown;
   error?: string;
   ms: number;
 }
@@ -164,7 +186,7 @@ export interface FreshAnswer {
  * unanswered after `timeoutMs` ends with the error "hung".
  */
 export function postOnFreshConnection(
-  server: RunningServer,
+  apiUrl: string,
   path: string,
   body: unknown,
   timeoutMs = 10_000,
@@ -173,11 +195,9 @@ export function postOnFreshConnection(
     const t0 = Date.now();
     const data = JSON.stringify(body);
     const req = http.request(
+      `${apiUrl}${path}`,
       {
-        host: "127.0.0.1",
-        port: server.apiPort,
         method: "POST",
-        path,
         agent: false,
         headers: {
           authorization: `Bearer ${TEST_API_KEY}`,
@@ -188,8 +208,9 @@ export function postOnFreshConnection(
         timeout: timeoutMs,
       },
       (res) => {
-        res.resume();
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, ms: Date.now() - t0 }));
+        void readBody(res).then(({ body }) =>
+          resolve({ status: res.statusCode ?? 0, body, ms: Date.now() - t0 }),
+        );
       },
     );
     req.on("timeout", () => req.destroy(new Error("hung")));
