@@ -38,7 +38,11 @@ export function writeHttpError(
   res: http.ServerResponse,
   code: ErrorCode,
   message?: string,
-  extra?: { details?: unknown; retryAfter?: number; headers?: Record<string, string> },
+  extra?: {
+    details?: unknown;
+    retryAfter?: number | undefined;
+    headers?: Record<string, string>;
+  },
 ): void {
   let id = res.getHeader("x-request-id");
   if (typeof id !== "string") {

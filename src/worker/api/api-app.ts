@@ -14,7 +14,7 @@ import { errorHandler, requestId, sendError } from "./http-errors.js";
 import { buildOpenApi } from "./openapi.js";
 import { primaryRoutes } from "./primary-routes.js";
 import { requestLog } from "./request-log.js";
-import { createSchemas, zodDetails } from "./schemas.js";
+import { createSchemas, parseRequest } from "./schemas.js";
 
 /**
  * The backend HTTP API on API_PORT. Every query is answered for the whole
@@ -121,15 +121,7 @@ export function createApiApp(deps: ApiDeps): ApiHandler {
   if (deps.afterBody) api.use(deps.afterBody);
 
   const helpers: ApiHelpers = {
-    parse(schema, value) {
-      const r = schema.safeParse(value);
-      if (!r.success) {
-        throw new GatewayError("VALIDATION_FAILED", "the request is not valid", {
-          details: zodDetails(r.error),
-        });
-      }
-      return r.data;
-    },
+    parse: parseRequest,
     async clusterQuery(q) {
       const r = await deps.cluster.query(q, cfg.QUERY_TIMEOUT_MS);
       return {

@@ -1,13 +1,13 @@
 import type http from "node:http";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
-import { type ErrorCode, GatewayError } from "../../shared/errors.js";
+import { GatewayError } from "../../shared/errors.js";
 import { requestIdFor, writeHttpError } from "../../shared/http-error.js";
 import { setApiSecurityHeaders } from "../../shared/security-headers.js";
 import type { PushGate } from "../protection/http-guard.js";
-import type { PushService } from "../push-service.js";
+import type { PushResult, PushService } from "../push-service.js";
 import { requestRecorder } from "./request-log.js";
-import { type Schemas, zodDetails } from "./schemas.js";
+import { invalidJson, invalidRequest, parseRequest, type Schemas } from "./schemas.js";
 
 /**
  * `POST /api/push` without express, the call a backend makes thousands of
@@ -28,6 +28,9 @@ const ROUTE = "/api/push";
 /** Labelled like express's requests that were refused before the route matched. */
 const BEFORE_ROUTE = "middleware";
 const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
+
+/** body-parser (iconv) drops a UTF-8 byte order mark; so does this. */
+const stripBom = (text: string) => (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
 
 export interface FastPushDeps {
   cfg: Config;
@@ -77,70 +80,42 @@ export function createFastPush(deps: FastPushDeps) {
       });
     });
 
-    const fail = (
-      code: ErrorCode,
-      message?: string,
-      extra?: { details?: unknown; retryAfter?: number | undefined },
-    ) => {
-      writeHttpError(req, res, code, message, {
-        ...(extra?.details !== undefined ? { details: extra.details } : {}),
-        ...(extra?.retryAfter !== undefined ? { retryAfter: extra.retryAfter } : {}),
+    const answer = (result: PushResult) => {
+      const json = JSON.stringify(result);
+      res.writeHead(202, {
+        "content-type": "application/json; charset=utf-8",
+        "content-length": Buffer.byteLength(json),
       });
+      res.end(json);
     };
     const failed = (err: unknown) => {
-      if (err instanceof GatewayError) {
-        fail(err.code, err.message, { details: err.details, retryAfter: err.retryAfter });
-        return;
-      }
-      log.error({ err, path: ROUTE, requestId }, "request failed");
-      fail("INTERNAL");
+      if (!(err instanceof GatewayError))
+        log.error({ err, path: ROUTE, requestId }, "request failed");
+      const e = err instanceof GatewayError ? err : new GatewayError("INTERNAL");
+      writeHttpError(req, res, e.code, e.message, { details: e.details, retryAfter: e.retryAfter });
     };
 
-    const onBody = (raw: Buffer) => {
-      let text = raw.toString("utf8");
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    // What express.json(), the guard's inspectBody and the route do, in order.
+    const pushBody = async (raw: Buffer): Promise<PushResult> => {
       let body: unknown;
       try {
-        body = JSON.parse(text);
+        body = JSON.parse(stripBom(raw.toString("utf8")));
       } catch {
-        fail("VALIDATION_FAILED", "the body is not valid JSON", {
-          details: [{ path: "(body)", message: "invalid JSON" }],
-        });
-        return;
+        throw invalidJson();
       }
       const problem = gate.inspect(body);
-      if (problem) {
-        fail("VALIDATION_FAILED", "the request is not valid", { details: [problem] });
-        return;
-      }
+      if (problem) throw invalidRequest([problem]);
       route = ROUTE;
-      const parsed = deps.schema.safeParse(body);
-      if (!parsed.success) {
-        fail("VALIDATION_FAILED", "the request is not valid", {
-          details: zodDetails(parsed.error),
-        });
-        return;
-      }
-      deps.push.push(parsed.data).then((result) => {
-        const json = JSON.stringify(result);
-        res.writeHead(202, {
-          "content-type": "application/json; charset=utf-8",
-          "content-length": Buffer.byteLength(json),
-        });
-        res.end(json);
-      }, failed);
+      return deps.push.push(parseRequest(deps.schema, body));
     };
 
     gate.admitPush(keyId).then((refusal) => {
-      if (refusal) {
-        fail(refusal.code, undefined, { retryAfter: refusal.retryAfter });
-        return;
-      }
+      if (refusal) return failed(refusal);
       // The parser stops at the declared length, which is within the limit.
       const chunks: Buffer[] = [];
       req.on("data", (chunk: Buffer) => chunks.push(chunk));
       req.once("end", () => {
-        onBody(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+        pushBody(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).then(answer, failed);
       });
     }, failed);
     return true;

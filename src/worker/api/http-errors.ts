@@ -2,6 +2,7 @@ import type { NextFunction, Request, Response } from "express";
 import type { Logger } from "pino";
 import { ERRORS, type ErrorCode, GatewayError } from "../../shared/errors.js";
 import { errorBody, requestIdFor } from "../../shared/http-error.js";
+import { invalidJson } from "./schemas.js";
 
 /** The contract's HTTP error body, with x-request-id on every response. */
 
@@ -44,11 +45,11 @@ export function errorHandler(log: Logger) {
       case "entity.too.large":
         sendError(res, "PAYLOAD_TOO_LARGE");
         return;
-      case "entity.parse.failed":
-        sendError(res, "VALIDATION_FAILED", "the body is not valid JSON", {
-          details: [{ path: "(body)", message: "invalid JSON" }],
-        });
+      case "entity.parse.failed": {
+        const e = invalidJson();
+        sendError(res, e.code, e.message, { details: e.details });
         return;
+      }
       case "encoding.unsupported":
       case "charset.unsupported":
         sendError(res, "UNSUPPORTED_MEDIA_TYPE", "unsupported content encoding or charset");

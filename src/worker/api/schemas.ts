@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Config } from "../../shared/config.js";
+import { GatewayError } from "../../shared/errors.js";
 import {
   EVENT_NAME_PATTERN,
   RESERVED_EVENTS,
@@ -110,6 +111,30 @@ export function createSchemas(cfg: Config) {
 
 export type Schemas = ReturnType<typeof createSchemas>;
 export type PushRequest = z.output<Schemas["pushRequest"]>;
+
+/** The contract's 400 for a request that is not valid, with one detail per bad field. */
+export function invalidRequest(details: { path: string; message: string }[]): GatewayError {
+  return new GatewayError("VALIDATION_FAILED", "the request is not valid", { details });
+}
+
+/** The contract's 400 for a body that is not JSON. */
+export function invalidJson(): GatewayError {
+  return new GatewayError("VALIDATION_FAILED", "the body is not valid JSON", {
+    details: [{ path: "(body)", message: "invalid JSON" }],
+  });
+}
+
+/** `value` parsed by `schema`, or throws invalidRequest with zod's issues. */
+export function parseRequest<T>(
+  schema: {
+    safeParse(v: unknown): { success: true; data: T } | { success: false; error: z.ZodError };
+  },
+  value: unknown,
+): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw invalidRequest(zodDetails(r.error));
+  return r.data;
+}
 
 /** zod issues → the contract's `details`: one entry per bad field. */
 export function zodDetails(error: z.ZodError): { path: string; message: string }[] {

@@ -1,8 +1,10 @@
 import type http from "node:http";
 import type { NextFunction, Request, Response } from "express";
 import type { Config } from "../../shared/config.js";
+import { GatewayError } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
 import { sendError } from "../api/http-errors.js";
+import { invalidRequest } from "../api/schemas.js";
 import { inspectJson, type JsonProblem } from "./inspect-json.js";
 import type { LoadShedder } from "./load-shedder.js";
 import type { RateLimits } from "./rate-limits.js";
@@ -26,16 +28,11 @@ import type { RateLimits } from "./rate-limits.js";
 
 export const SHED_RETRY_AFTER_SECONDS = 1;
 
-export interface PushRefusal {
-  code: "OVERLOADED" | "RATE_LIMITED";
-  retryAfter: number;
-}
-
 /** The guard's steps, for a push handled outside express. */
 export interface PushGate {
   draining(): boolean;
   track(res: http.ServerResponse): void;
-  admitPush(keyId: string): Promise<PushRefusal | undefined>;
+  admitPush(keyId: string): Promise<GatewayError | undefined>;
   inspect(body: unknown): JsonProblem | undefined;
 }
 
@@ -62,16 +59,16 @@ export function createHttpGuard(deps: {
     res.once("close", done);
   };
 
-  /** Steps 2 and 3 for a push by this API key: a refusal, or undefined to go on. */
-  const admitPush = async (keyId: string): Promise<PushRefusal | undefined> => {
+  /** Steps 2 and 3 for a push by this API key: the refusal, or undefined to go on. */
+  const admitPush = async (keyId: string): Promise<GatewayError | undefined> => {
     if (shedder.reason() === "event_loop_lag") {
       metrics.shed.inc({ reason: "push_lag" });
-      return { code: "OVERLOADED", retryAfter: SHED_RETRY_AFTER_SECONDS };
+      return new GatewayError("OVERLOADED", undefined, { retryAfter: SHED_RETRY_AFTER_SECONDS });
     }
     const wait = await limits.push(keyId);
     if (wait === undefined) return undefined;
     metrics.rateLimited.inc({ scope: "push" });
-    return { code: "RATE_LIMITED", retryAfter: Math.ceil(wait) };
+    return new GatewayError("RATE_LIMITED", undefined, { retryAfter: Math.ceil(wait) });
   };
 
   const guard = (req: Request, res: Response, next: NextFunction): void => {
@@ -94,26 +91,17 @@ export function createHttpGuard(deps: {
       next();
       return;
     }
-    admitPush(String(res.locals["apiKeyId"] ?? "anonymous")).then(
-      (refusal) => {
-        if (!refusal) return next();
-        sendError(res, refusal.code, undefined, { retryAfter: refusal.retryAfter });
-      },
-      (err: unknown) => next(err),
-    );
+    // A refusal goes to the API's error handler like any GatewayError.
+    admitPush(String(res.locals["apiKeyId"] ?? "anonymous")).then(next, next);
   };
 
   /** Step 4, on a parsed body: the problem, or undefined. */
   const inspect = (body: unknown): JsonProblem | undefined =>
     inspectJson(body, cfg.MAX_PAYLOAD_DEPTH);
 
-  const inspectBody = (req: Request, res: Response, next: NextFunction): void => {
+  const inspectBody = (req: Request, _res: Response, next: NextFunction): void => {
     const problem = inspect(req.body);
-    if (problem) {
-      sendError(res, "VALIDATION_FAILED", "the request is not valid", { details: [problem] });
-      return;
-    }
-    next();
+    next(problem ? invalidRequest([problem]) : undefined);
   };
 
   return {
