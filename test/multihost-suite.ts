@@ -1,3 +1,4 @@
+import { waitFor } from "./support/wait.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   closeAllClients,
@@ -18,23 +19,9 @@ import { type RunningServer, startServer } from "./support/server.js";
  * multihost-sharded.test.ts (sharded pub/sub).
  */
 
-/** Polls `check` until it returns a value (there is no event to await). */
-export async function until<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) {
-      const last = await check().catch((e) => e);
-      throw new Error(`timed out waiting for ${what} (last: ${String(last)})`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Multi-host state takes longer to settle than one host's: 20 s by default. */
+export const until = <T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 20_000) =>
+  waitFor(what, check, timeoutMs);
 
 export async function readiness(
   s: RunningServer,
