@@ -5,6 +5,7 @@ import { pathToFileURL } from "node:url";
 import { settings } from "./lib/knobs.mjs";
 import { clockTicks, ROOT } from "./lib/machine.mjs";
 import { markdownTable, publish } from "./lib/report.mjs";
+import { runBench } from "./lib/run.mjs";
 import { Recorder } from "./lib/stats.mjs";
 import { benchTokens } from "./lib/tokens.mjs";
 
@@ -126,4 +127,4 @@ async function main() {
   ]);
 }
 
-await main();
+await runBench(main);

@@ -4,6 +4,7 @@ import { startLagListener } from "./lib/lag-listener.mjs";
 import { checkOpenFiles } from "./lib/limits.mjs";
 import { loadMeter } from "./lib/proc.mjs";
 import { COLUMNS, describeRatios, markdownTable, publish, ratios } from "./lib/report.mjs";
+import { runBench } from "./lib/run.mjs";
 import { sleep } from "./lib/stats.mjs";
 import { eachTargetRound } from "./lib/targets.mjs";
 import { benchTokens } from "./lib/tokens.mjs";
@@ -124,4 +125,4 @@ async function main() {
   );
 }
 
-await main();
+await runBench(main);

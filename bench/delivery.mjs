@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { SignJWT } from "jose";
 import { io } from "socket.io-client";
+import { runBench } from "./lib/run.mjs";
 
 /**
  * Delivery guarantees, measured (a program, not a test):
@@ -231,4 +232,4 @@ async function main() {
   }
 }
 
-await main();
+await runBench(main);

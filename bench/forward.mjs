@@ -6,6 +6,7 @@ import { settings } from "./lib/knobs.mjs";
 import { startLagListener } from "./lib/lag-listener.mjs";
 import { cpuMeter, loadMeter } from "./lib/proc.mjs";
 import { COLUMNS, markdownTable, publish } from "./lib/report.mjs";
+import { runBench } from "./lib/run.mjs";
 import { Recorder } from "./lib/stats.mjs";
 import { apiGet, startTarget } from "./lib/targets.mjs";
 import { benchApiKey, benchTokens } from "./lib/tokens.mjs";
@@ -233,7 +234,4 @@ async function main() {
   ]);
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+await runBench(main);

@@ -3,6 +3,7 @@ import { COMMON, settings } from "./lib/knobs.mjs";
 import { checkOpenFiles } from "./lib/limits.mjs";
 import { rssKb } from "./lib/proc.mjs";
 import { COLUMNS, describeRatios, markdownTable, publish, ratios } from "./lib/report.mjs";
+import { runBench } from "./lib/run.mjs";
 import { sleep } from "./lib/stats.mjs";
 import { eachTargetRound } from "./lib/targets.mjs";
 import { benchTokens } from "./lib/tokens.mjs";
@@ -91,4 +92,4 @@ async function main() {
   );
 }
 
-await main();
+await runBench(main);

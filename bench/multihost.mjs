@@ -4,6 +4,7 @@ import { loadMeter } from "./lib/proc.mjs";
 import { pushLoad } from "./lib/push-load.mjs";
 import { startRedis } from "./lib/redis.mjs";
 import { COLUMNS, markdownTable, publish } from "./lib/report.mjs";
+import { runBench } from "./lib/run.mjs";
 import { deliveryCounter, settle, sleep } from "./lib/stats.mjs";
 import { apiGet, startTarget } from "./lib/targets.mjs";
 import { benchApiKey, benchTokens } from "./lib/tokens.mjs";
@@ -234,4 +235,4 @@ async function main() {
   else await throughput(o, keys, tokens);
 }
 
-await main();
+await runBench(main);

@@ -4,6 +4,7 @@ import { checkOpenFiles } from "./lib/limits.mjs";
 import { machineInfo } from "./lib/machine.mjs";
 import { pushLoad } from "./lib/push-load.mjs";
 import { COLUMNS, markdownTable, printReport, writeResult } from "./lib/report.mjs";
+import { runBench } from "./lib/run.mjs";
 import { median, sleep } from "./lib/stats.mjs";
 import { startTarget } from "./lib/targets.mjs";
 import { benchApiKey, benchTokens } from "./lib/tokens.mjs";
@@ -173,7 +174,4 @@ async function main() {
   writeResult("observability", { knobs: o, scrape: scrapeRows, pushes: pushRows, summary });
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+await runBench(main);

@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from "node:util";
 import { io } from "socket.io-client";
 import { settings } from "./lib/knobs.mjs";
 import { markdownTable } from "./lib/report.mjs";
+import { runBench } from "./lib/run.mjs";
 import { BenchClient, socketIoUrl } from "./lib/sio-client.mjs";
 import { sleep } from "./lib/stats.mjs";
 import { apiPost, startTarget } from "./lib/targets.mjs";
@@ -236,4 +237,4 @@ async function main() {
   process.stdout.write("self-check: the bench client behaves like socket.io-client\n");
 }
 
-await main();
+await runBench(main);

@@ -37,6 +37,10 @@ const only = process.env.BENCH_ONLY?.split(",")
   .map((s) => s.trim())
   .filter(Boolean);
 const quiet = process.env.BENCH_SMOKE_QUIET === "1";
+// A bench that hangs is stopped (SIGTERM: it stops its targets) after this
+// long and reported with the end of its output, instead of eating the test's
+// whole time limit silently. The tiny runs take 1–20 s each.
+const limitMs = Number(process.env.BENCH_SMOKE_LIMIT_S ?? 60) * 1000;
 
 function run(name, env) {
   return new Promise((resolve) => {
@@ -58,11 +62,22 @@ function run(name, env) {
       out += c;
       if (!quiet) process.stderr.write(c);
     });
-    child.on("exit", (code) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGTERM");
+      setTimeout(() => child.kill("SIGKILL"), 10_000).unref();
+    }, limitMs);
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
       const table = /^\|[-:|]+\|$/m.test(out);
-      // Quiet (the test runner): only a failing bench's output is shown.
+      const seconds = Math.round((Date.now() - started) / 1000);
+      const exit = timedOut ? `stopped after ${limitMs / 1000} s` : `exit ${code ?? signal}`;
+      // Quiet (the test runner): only a failing bench's output is shown, and
+      // one line per bench as it ends, so a stuck run shows where it stuck.
       if (quiet && (code !== 0 || !table)) process.stdout.write(out.slice(-6000));
-      resolve({ name, code, table, seconds: Math.round((Date.now() - started) / 1000) });
+      if (quiet) process.stdout.write(`bench smoke: ${name} ${exit}, ${seconds} s\n`);
+      resolve({ name, code: timedOut ? null : code, exit, table, seconds });
     });
   });
 }
@@ -77,7 +92,7 @@ rmSync(resultsDir, { recursive: true, force: true });
 process.stdout.write("\nbench smoke:\n");
 for (const r of results) {
   process.stdout.write(
-    `  ${r.code === 0 && r.table ? "ok  " : "FAIL"} ${r.name} (exit ${r.code}, table ${r.table ? "printed" : "missing"}, ${r.seconds} s)\n`,
+    `  ${r.code === 0 && r.table ? "ok  " : "FAIL"} ${r.name} (${r.exit}, table ${r.table ? "printed" : "missing"}, ${r.seconds} s)\n`,
   );
 }
 if (results.some((r) => r.code !== 0 || !r.table)) process.exit(1);

@@ -14,7 +14,7 @@ export function pushLoad(target, o) {
   const { users, duration, connections, path = "/api/push", batch = 0, pipelining, rate } = o;
   process.env.BENCH_PUSH_USERS = String(users);
   process.env.BENCH_PUSH_BATCH_SIZE = String(batch);
-  return new Promise((resolve, reject) => {
+  const load = new Promise((resolve, reject) => {
     autocannon(
       {
         url: target.apiUrl,
@@ -38,4 +38,14 @@ export function pushLoad(target, o) {
       (err, res) => (err ? reject(err) : resolve(res)),
     );
   });
+  // autocannon ends by itself after `duration`; a run that does not report
+  // 30 s later is stuck, and fails the bench instead of hanging it.
+  let timer;
+  const stuck = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`autocannon did not finish ${duration} s + 30 s after it started`)),
+      (duration + 30) * 1000,
+    );
+  });
+  return Promise.race([load, stuck]).finally(() => clearTimeout(timer));
 }

@@ -149,7 +149,11 @@ export async function startTarget(name, o) {
   const publicUrl = `http://127.0.0.1:${ports.publicPort}`;
   const apiUrl = `http://127.0.0.1:${ports.apiPort}`;
   for (let i = 0; ; i++) {
-    const res = await fetch(`${apiUrl}/ready`).catch(() => undefined);
+    // Each probe has its own time limit: a request the target accepts and
+    // never answers (the docs recipe's sticky layer loses some) is retried.
+    const res = await fetch(`${apiUrl}/ready`, { signal: AbortSignal.timeout(2_000) }).catch(
+      () => undefined,
+    );
     if (res?.status === 200) break;
     if (i > 600) {
       await stop();
@@ -220,10 +224,14 @@ export async function eachTargetRound(o, { keys, probePort, targets = o.BENCH_TA
   }
 }
 
+/** A request to a target's API that gets no answer in this time fails the bench. */
+const API_TIMEOUT_MS = 15_000;
+
 /** GET a path of the target's API with its key; resolves with the JSON body. */
 export async function apiGet(target, path) {
   const res = await fetch(`${target.apiUrl}${path}`, {
     headers: { authorization: `Bearer ${target.apiKey}` },
+    signal: AbortSignal.timeout(API_TIMEOUT_MS),
   });
   return res.json();
 }
@@ -234,6 +242,7 @@ export async function apiPost(target, path, body) {
     method: "POST",
     headers: { authorization: `Bearer ${target.apiKey}`, "content-type": "application/json" },
     body: JSON.stringify(body),
+    signal: AbortSignal.timeout(API_TIMEOUT_MS),
   });
   const text = await res.text();
   let parsed;
