@@ -17,7 +17,10 @@ import { benchApiKey, benchKeys } from "./lib/tokens.mjs";
  * heartbeats. Exits non-zero when they differ.
  */
 const SPEC = {
-  SELF_CHECK_TARGETS: [["socket-server", "single", "docs-cluster"], "targets to check against"],
+  SELF_CHECK_TARGETS: [
+    ["socket-server", "single", "docs-cluster", "bare-ws"],
+    "targets to check against",
+  ],
   SELF_CHECK_CLIENTS: [["raw", "ws"], "bench client WebSocket layers to check"],
 };
 

@@ -46,7 +46,7 @@ export function printKnobs(title, spec, values) {
 /** Knobs every bench shares: which targets, how many interleaved rounds. */
 export const COMMON = {
   BENCH_TARGETS: [
-    ["socket-server", "single", "docs-cluster"],
+    ["socket-server", "single", "docs-cluster", "bare-ws"],
     "targets, in the order of the first round (rotated each round)",
   ],
   BENCH_ROUNDS: [2, "interleaved rounds: each round runs every target once"],

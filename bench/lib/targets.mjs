@@ -15,7 +15,9 @@ import { benchApiKey } from "./tokens.mjs";
  *
  * - socket-server: `node dist/main.js` (run `npm run build` first);
  * - single: bench/baselines/single.mjs, one plain Socket.IO process;
- * - docs-cluster: bench/baselines/docs-cluster.mjs, the Socket.IO docs recipe.
+ * - docs-cluster: bench/baselines/docs-cluster.mjs, the Socket.IO docs recipe;
+ * - bare-ws: bench/baselines/bare-ws.mjs, the `ws` library alone speaking just
+ *   enough of the wire format: the floor, not an alternative.
  */
 
 const PROBE = pathToFileURL(join(ROOT, "bench", "lib", "lag-probe.mjs")).href;
@@ -50,6 +52,11 @@ export const TARGETS = {
     script: join(ROOT, "bench", "baselines", "docs-cluster.mjs"),
     serverRole: "worker",
     env: (o) => ({ WORKERS: String(o.workers) }),
+  },
+  "bare-ws": {
+    script: join(ROOT, "bench", "baselines", "bare-ws.mjs"),
+    serverRole: "primary",
+    env: () => ({}),
   },
 };
 
