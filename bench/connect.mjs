@@ -86,6 +86,14 @@ async function main() {
         `round ${round} ${v.label}: ${row.perSecond.toFixed(0)}/s, failed ${row.failed}, ` +
           `handshake p99 ${row.handshakeP99Ms.toFixed(0)} ms, lag p99 worst ${row.lagP99WorstMs.toFixed(1)} ms\n`,
       );
+      // What went wrong, from both sides: the clients' first failures and
+      // what the target logged (socket-server logs warnings in the benches).
+      if (row.failed) {
+        const said = target.output().trim().split("\n").slice(-10).join("\n    ");
+        process.stdout.write(
+          `  failures: ${fleet.failureSamples.join("; ")}\n  target's last log lines:\n    ${said || "(none)"}\n`,
+        );
+      }
     },
   );
   lag.close();

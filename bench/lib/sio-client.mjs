@@ -86,6 +86,7 @@ export class BenchClient {
 
   /** Opens the socket and joins namespace "/"; resolves once the server accepts. */
   connect(timeoutMs = 20_000) {
+    const started = performance.now();
     return new Promise((resolve, reject) => {
       let settled = false;
       const done = (err) => {
@@ -128,7 +129,13 @@ export class BenchClient {
         const stage = this.sid
           ? `after the open packet (sid ${this.sid})`
           : "before the open packet";
-        done(new HandshakeError("closed", `${this.closedReason} ${stage}, before CONNECT`));
+        const ms = Math.round(performance.now() - started);
+        done(
+          new HandshakeError(
+            "closed",
+            `${this.closedReason} ${stage}, before CONNECT, at ${ms} ms`,
+          ),
+        );
         if (this.acks) {
           for (const a of this.acks.values()) a.reject(new Error(this.closedReason));
           this.acks.clear();
