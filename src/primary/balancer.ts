@@ -12,10 +12,18 @@ import { slotFromRequestLine } from "../shared/ipc.js";
  * - API port: round-robin, no stickiness, so a keep-alive client keeps its
  *   connection to one worker for thousands of requests.
  *
- * Reads are stopped on the handle *before* `worker.send(…, socket)`: Node
- * keeps reading a sent handle until the worker acknowledges it and throws
- * those bytes away, which is how the docs' sticky recipe loses about one
- * handshake in 5,000.
+ * Reads are stopped on the handle *before* `worker.send(…, socket)`, and kept
+ * stopped: Node keeps reading a sent handle until the worker acknowledges it
+ * and throws those bytes away, which is how the docs' sticky recipe loses
+ * about one handshake in 5,000. Stopping once is not enough. While a handle
+ * waits in the channel's queue behind the previous one's acknowledgement (the
+ * usual case in a connect storm), net's stream machinery calls `_read()` on
+ * the next tick and starts reading again; the client's Socket.IO CONNECT,
+ * sent once the worker's open packet arrives, was then read and dropped by
+ * the primary when its acknowledgement came late (1 handshake in ~50,000,
+ * closed by the worker's connect timeout 10 s later: bench/RESULTS.md). So
+ * the handle is marked as reading, which is the flag `_read()` checks, until
+ * the primary itself reads from it again (`resumeReading`).
  */
 
 export type PortKind = "public" | "api";
@@ -42,6 +50,26 @@ export interface Balancer {
   close(): Promise<void>;
 }
 
+type ReadHandle = { reading?: boolean; readStop?: () => void };
+const handleOf = (socket: net.Socket) => (socket as unknown as { _handle?: ReadHandle })._handle;
+
+/** Stops reading, and keeps net from starting again (see above). */
+function stopReading(socket: net.Socket): void {
+  socket.pause();
+  const handle = handleOf(socket);
+  if (handle?.readStop) {
+    handle.readStop();
+    handle.reading = true;
+  }
+}
+
+/** For a connection the primary answers itself: net may read from it again. */
+function resumeReading(socket: net.Socket): void {
+  const handle = handleOf(socket);
+  if (handle) handle.reading = false;
+  socket.resume();
+}
+
 export function createBalancer(deps: BalancerDeps): Balancer {
   const servers: net.Server[] = [];
   let rr = 0;
@@ -62,6 +90,7 @@ export function createBalancer(deps: BalancerDeps): Balancer {
     const path = q === -1 ? target : target.slice(0, q);
 
     if (deps.isPrimaryPath(port, method, path)) {
+      resumeReading(socket);
       deps.serveLocally(socket, head);
       return;
     }
@@ -76,6 +105,7 @@ export function createBalancer(deps: BalancerDeps): Balancer {
     for (const other of deps.eligibleSlots()) {
       if (other !== slot && !socket.destroyed && deps.handOff(other, port, socket, head)) return;
     }
+    resumeReading(socket); // to see the client's end of the connection
     socket.end(
       "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n" +
         "Content-Type: application/json\r\nContent-Length: 69\r\n\r\n" +
@@ -98,17 +128,9 @@ export function createBalancer(deps: BalancerDeps): Balancer {
       const eol = head.indexOf("\r\n");
       if (eol === -1 && size < MAX_REQUEST_LINE) return;
       cleanup();
-      // Stop reading before the handle leaves this process (see above).
-      // `reading = false` lets net's own resume() start it again later.
-      const handle = (
-        socket as unknown as { _handle?: { reading?: boolean; readStop?: () => void } }
-      )._handle;
-      if (handle?.readStop) {
-        handle.reading = false;
-        handle.readStop();
-      }
-      socket.pause();
+      stopReading(socket);
       if (eol === -1) {
+        resumeReading(socket);
         socket.end("HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
         return;
       }
