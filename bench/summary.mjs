@@ -83,6 +83,22 @@ if (fanout) {
     ratio(r10?.deliveredPerSec?.single),
     r10?.deliveredPerSec?.single?.median >= 1.8,
   );
+  const refused10 = ss10.reduce((n, x) => n + (x.refused ?? 0), 0);
+  const pushes10 = ss10.reduce((n, x) => n + x.pushes, 0);
+  add(
+    "fan-out at 10/s: pushes refused with 503 (lag limit)",
+    "(no target)",
+    `${refused10} of ${pushes10}`,
+  );
+  for (const [label, v] of Object.entries(r10?.variants ?? {})) {
+    if (label === "socket-server") continue;
+    add(
+      `fan-out delivered/s at 10/s vs single, ${label}`,
+      "≥ 1.8×",
+      ratio(v.deliveredPerSec?.single),
+      v.deliveredPerSec?.single?.median >= 1.8,
+    );
+  }
   floor("fan-out delivered/s at 10/s vs bare ws", ratio(r10?.deliveredPerSec?.["bare-ws"]));
   add("fan-out p99 at 10/s", "< 300 ms", `${fmt(p99at10, 0)} ms`, p99at10 < 300);
   add(
