@@ -1,11 +1,11 @@
 import type http from "node:http";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
-import { GatewayError } from "../../shared/errors.js";
 import { requestIdFor, writeHttpError } from "../../shared/http-error.js";
 import { setApiSecurityHeaders } from "../../shared/security-headers.js";
 import type { PushGate } from "../protection/http-guard.js";
 import type { PushResult, PushService } from "../push-service.js";
+import { gatewayErrorOf } from "./http-errors.js";
 import { requestRecorder } from "./request-log.js";
 import { invalidJson, invalidRequest, parseRequest, type Schemas } from "./schemas.js";
 
@@ -89,10 +89,12 @@ export function createFastPush(deps: FastPushDeps) {
       res.end(json);
     };
     const failed = (err: unknown) => {
-      if (!(err instanceof GatewayError))
-        log.error({ err, path: ROUTE, requestId }, "request failed");
-      const e = err instanceof GatewayError ? err : new GatewayError("INTERNAL");
-      writeHttpError(req, res, e.code, e.message, { details: e.details, retryAfter: e.retryAfter });
+      const e = gatewayErrorOf(err, log, { path: ROUTE, requestId });
+      if (e)
+        writeHttpError(req, res, e.code, e.message, {
+          details: e.details,
+          retryAfter: e.retryAfter,
+        });
     };
 
     // What express.json(), the guard's inspectBody and the route do, in order.

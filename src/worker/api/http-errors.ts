@@ -29,40 +29,45 @@ interface BodyParserError {
   status?: number;
 }
 
-/** Maps anything thrown in a route to the contract's error format; never a 5xx for bad input. */
+/**
+ * What the contract answers for anything thrown while serving a request: a
+ * GatewayError as it is, body-parser's errors mapped (never a 5xx for bad
+ * input), anything else INTERNAL and logged. Undefined: the client went away,
+ * nothing to answer. Express's error handler and the push fast path use it.
+ */
+export function gatewayErrorOf(
+  err: unknown,
+  log: Logger,
+  context: { path: string; requestId: unknown },
+): GatewayError | undefined {
+  if (err instanceof GatewayError) return err;
+  const { type, status } = (err ?? {}) as BodyParserError;
+  switch (type) {
+    case "entity.too.large":
+      return new GatewayError("PAYLOAD_TOO_LARGE");
+    case "entity.parse.failed":
+      return invalidJson();
+    case "encoding.unsupported":
+    case "charset.unsupported":
+      return new GatewayError("UNSUPPORTED_MEDIA_TYPE", "unsupported content encoding or charset");
+    case "request.aborted":
+      return undefined;
+  }
+  if (typeof status === "number" && status >= 400 && status < 500) {
+    return new GatewayError("VALIDATION_FAILED", "the request is not valid");
+  }
+  log.error({ err, ...context }, "request failed");
+  return new GatewayError("INTERNAL");
+}
+
+/** Express's last handler: the contract's error format for anything a route threw. */
 export function errorHandler(log: Logger) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    if (err instanceof GatewayError) {
-      sendError(res, err.code, err.message, { details: err.details, retryAfter: err.retryAfter });
-      return;
-    }
-    const type = (err as BodyParserError | null)?.type;
-    switch (type) {
-      case "entity.too.large":
-        sendError(res, "PAYLOAD_TOO_LARGE");
-        return;
-      case "entity.parse.failed": {
-        const e = invalidJson();
-        sendError(res, e.code, e.message, { details: e.details });
-        return;
-      }
-      case "encoding.unsupported":
-      case "charset.unsupported":
-        sendError(res, "UNSUPPORTED_MEDIA_TYPE", "unsupported content encoding or charset");
-        return;
-      case "request.aborted":
-        return;
-    }
-    const status = (err as BodyParserError | null)?.status;
-    if (typeof status === "number" && status >= 400 && status < 500) {
-      sendError(res, "VALIDATION_FAILED", "the request is not valid");
-      return;
-    }
-    log.error({ err, path: req.path, requestId: res.locals["requestId"] }, "request failed");
-    sendError(res, "INTERNAL");
+    const e = gatewayErrorOf(err, log, { path: req.path, requestId: res.locals["requestId"] });
+    if (e) sendError(res, e.code, e.message, { details: e.details, retryAfter: e.retryAfter });
   };
 }
