@@ -6,7 +6,7 @@ import { loadMeter } from "./lib/proc.mjs";
 import { COLUMNS, describeRatios, markdownTable, publish, ratios } from "./lib/report.mjs";
 import { runBench } from "./lib/run.mjs";
 import { sleep } from "./lib/stats.mjs";
-import { eachTargetRound } from "./lib/targets.mjs";
+import { eachTargetRound, withVariants } from "./lib/targets.mjs";
 import { benchTokens } from "./lib/tokens.mjs";
 
 /**
@@ -33,14 +33,12 @@ async function main() {
   const { keys, tokens } = await benchTokens(o.CONNECT_ALG, o.CONNECT_CLIENTS);
   const lag = await startLagListener();
   // socket-server appears once per auth mode, as its own column of the round.
-  const variants = o.BENCH_TARGETS.flatMap((t) =>
-    t === "socket-server"
-      ? o.CONNECT_AUTH_MODES.map((m) => ({
-          target: t,
-          label: `socket-server (${m})`,
-          env: { AUTH_VERIFY_MODE: m },
-        }))
-      : [{ target: t, label: t }],
+  const variants = withVariants(
+    o.BENCH_TARGETS,
+    o.CONNECT_AUTH_MODES.map((m) => ({
+      label: `socket-server (${m})`,
+      env: { AUTH_VERIFY_MODE: m },
+    })),
   );
   const rows = [];
 
@@ -112,16 +110,11 @@ async function main() {
     { key: "serverCpuMsPerClient", title: "server CPU ms/client", digits: 2 },
     COLUMNS.loadgenCores,
   ];
-  const ratioRows = rows.map((r) => ({ ...r, target: r.target }));
   const sections = [markdownTable(columns, rows)];
   const allRatios = {};
   for (const m of o.CONNECT_AUTH_MODES) {
     const subject = `socket-server (${m})`;
-    const r = ratios(
-      ratioRows.filter((x) => !x.target.startsWith("socket-server") || x.target === subject),
-      "perSecond",
-      { subject },
-    );
+    const r = ratios(rows, "perSecond", { subject });
     allRatios[m] = r;
     sections.push(describeRatios(`clients/s, ${subject}`, r));
   }

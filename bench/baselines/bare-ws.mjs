@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import { jwtVerify } from "jose";
 import { WebSocketServer } from "ws";
-import { heartbeat, listen, tokenKey } from "./baseline-app.mjs";
+import { allowed, heartbeat, listen, pushOf, tokenKey } from "./common.mjs";
 
 /**
  * Baseline: the floor. One process, the `ws` library and nothing else —
@@ -38,10 +38,6 @@ function leaveAll(ws) {
     if (set?.size === 0) rooms.delete(room);
   }
 }
-
-const allowed = (room, claims) =>
-  Array.isArray(claims) &&
-  claims.some((c) => c === room || (c.endsWith("*") && room.startsWith(c.slice(0, -1))));
 
 /** `42<id>["event", payload]` → reply through `43<id>[answer]`. */
 function onEvent(ws, text) {
@@ -110,14 +106,11 @@ const httpServer = http.createServer((req, res) => {
     } catch {
       return json(400, { error: { code: "INVALID_JSON" } });
     }
-    const { userId, room, event, payload } = body ?? {};
-    if (typeof event !== "string" || (typeof userId !== "string" && typeof room !== "string")) {
-      return json(400, { error: { code: "VALIDATION_FAILED" } });
-    }
+    const push = pushOf(body);
+    if (!push) return json(400, { error: { code: "VALIDATION_FAILED" } });
+    const { event, payload } = push;
     const packet = `42${JSON.stringify(payload === undefined ? [event] : [event, payload])}`;
-    for (const ws of rooms.get(typeof userId === "string" ? `user:${userId}` : room) ?? []) {
-      ws.send(packet);
-    }
+    for (const ws of rooms.get(push.room) ?? []) ws.send(packet);
     json(202, { id: randomUUID() });
   });
 });

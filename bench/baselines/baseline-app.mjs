@@ -1,8 +1,9 @@
-import { createPublicKey, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import http from "node:http";
 import express from "express";
 import { jwtVerify } from "jose";
 import { Server } from "socket.io";
+import { allowed, heartbeat, pushOf, tokenKey } from "./common.mjs";
 
 /**
  * The work both baselines do, written the way a user of plain Socket.IO
@@ -12,17 +13,7 @@ import { Server } from "socket.io";
  * `socket.request`, no tuning: Socket.IO's defaults.
  */
 
-export function tokenKey(env) {
-  if (env.JWT_PUBLIC_KEY) return createPublicKey(env.JWT_PUBLIC_KEY);
-  if (env.JWT_SECRET) return new TextEncoder().encode(env.JWT_SECRET);
-  throw new Error("set JWT_PUBLIC_KEY or JWT_SECRET");
-}
-
 const refused = (code) => Object.assign(new Error("unauthorized"), { data: { code } });
-
-const allowed = (room, claims) =>
-  Array.isArray(claims) &&
-  claims.some((c) => c === room || (c.endsWith("*") && room.startsWith(c.slice(0, -1))));
 
 export function attachSocketHandlers(io, key) {
   io.use(async (socket, next) => {
@@ -68,26 +59,12 @@ export function createPushApp(io, apiKey) {
     next();
   });
   app.post("/api/push", express.json({ limit: "1mb" }), (req, res) => {
-    const { userId, room, event, payload } = req.body ?? {};
-    if (typeof event !== "string" || (typeof userId !== "string" && typeof room !== "string")) {
-      return res.status(400).json({ error: { code: "VALIDATION_FAILED" } });
-    }
-    io.to(typeof userId === "string" ? `user:${userId}` : room).emit(event, payload);
+    const push = pushOf(req.body);
+    if (!push) return res.status(400).json({ error: { code: "VALIDATION_FAILED" } });
+    io.to(push.room).emit(push.event, push.payload);
     res.status(202).json({ id: randomUUID() });
   });
   return app;
-}
-
-/** Socket.IO's heartbeat defaults, unless the bench sets them (self-check does). */
-export function heartbeat(env = process.env) {
-  return {
-    pingInterval: Number(env.PING_INTERVAL_MS) || 25_000,
-    pingTimeout: Number(env.PING_TIMEOUT_MS) || 20_000,
-  };
-}
-
-export function printPorts(port) {
-  process.stdout.write(`${JSON.stringify({ msg: "ports", publicPort: port, apiPort: port })}\n`);
 }
 
 /**
@@ -106,11 +83,4 @@ export function createBaselineServer(setup = () => {}) {
   attachSocketHandlers(io, tokenKey(process.env));
   app = createPushApp(io, apiKey);
   return { httpServer, io };
-}
-
-/** Listens on PORT (0: a free one) and HOST, then prints the port (printPorts). */
-export function listen(httpServer) {
-  httpServer.listen(Number(process.env.PORT ?? 3000), process.env.HOST ?? "127.0.0.1", () =>
-    printPorts(httpServer.address().port),
-  );
 }

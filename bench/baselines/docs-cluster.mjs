@@ -3,7 +3,8 @@ import http from "node:http";
 import { availableParallelism } from "node:os";
 import { createAdapter, setupPrimary } from "@socket.io/cluster-adapter";
 import { setupMaster, setupWorker } from "@socket.io/sticky";
-import { createBaselineServer, listen } from "./baseline-app.mjs";
+import { createBaselineServer } from "./baseline-app.mjs";
+import { listen } from "./common.mjs";
 
 /**
  * Baseline: the cluster recipe from the Socket.IO docs

@@ -1,4 +1,5 @@
-import { createBaselineServer, listen } from "./baseline-app.mjs";
+import { createBaselineServer } from "./baseline-app.mjs";
+import { listen } from "./common.mjs";
 
 /**
  * Baseline: the plain single-process Socket.IO server a user would write,

@@ -49,8 +49,10 @@ export const COLUMNS = {
 };
 
 /**
- * Ratios of socket-server to each baseline, computed within each round (the
- * runs that were interleaved) and summarised as median (min–max).
+ * Ratios of socket-server (or one of its variants, `subject`) to each
+ * baseline, computed within each round (the runs that were interleaved) and
+ * summarised as median (min–max). Other socket-server variants in the rows
+ * ("socket-server (…)", see withVariants) are not baselines.
  */
 export function ratios(rows, metric, { higherIsBetter = true, subject = "socket-server" } = {}) {
   const byRound = new Map();
@@ -60,7 +62,8 @@ export function ratios(rows, metric, { higherIsBetter = true, subject = "socket-
     byRound.set(r.round, m);
   }
   const out = {};
-  const baselines = [...new Set(rows.map((r) => r.target))].filter((t) => t !== subject);
+  const isServer = (t) => t === "socket-server" || t.startsWith("socket-server (");
+  const baselines = [...new Set(rows.map((r) => r.target))].filter((t) => !isServer(t));
   for (const b of baselines) {
     const list = [];
     for (const m of byRound.values()) {

@@ -197,6 +197,17 @@ export async function startTarget(name, o) {
   });
 }
 
+/**
+ * BENCH_TARGETS for eachTargetRound with socket-server once per variant
+ * (`{ label, env }`, label "socket-server (…)"), each its own column of the
+ * round; the other targets once, labelled by name.
+ */
+export function withVariants(targets, variants) {
+  return targets.flatMap((t) =>
+    t === "socket-server" ? variants.map((v) => ({ target: t, ...v })) : [{ target: t, label: t }],
+  );
+}
+
 /** Round r runs the targets rotated by r, so no target always goes first. */
 export function roundOrder(targets, round) {
   const n = targets.length;
