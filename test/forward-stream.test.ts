@@ -143,6 +143,42 @@ describe("forwarding to a Redis Stream", () => {
     expect(events).not.toContain("upload");
   });
 
+  it("while Redis holds the appends, a socket's events over its byte budget are answered OVERLOADED at once", async () => {
+    const s = await user("gina");
+    const big = (i: number) => ({ i, blob: "x".repeat(900_000) });
+    // Redis holds writes longer than the command timeout (500 ms): the
+    // appends wait, then time out. Two ~900 KB events fit in the socket's
+    // 2 MiB (FORWARD_MAX_PENDING_BYTES_PER_SOCKET's default), not three.
+    await reader.call("CLIENT", "PAUSE", "1500", "WRITE");
+    const t0 = performance.now();
+    const acks = await Promise.all(
+      [0, 1, 2, 3, 4].map((i) =>
+        emitAck<Ack>(s, "big", big(i)).then((ack) => ({ i, ack, ms: performance.now() - t0 })),
+      ),
+    );
+    const held = acks.filter((a) => a.i < 2);
+    const refused = acks.filter((a) => a.i >= 2);
+    console.log(
+      `stream paused: refused after ${refused.map((a) => Math.round(a.ms)).join(", ")} ms; ` +
+        `held ones answered ${held.map((a) => `${a.ack.ok ? "ok" : a.ack.error.code} after ${Math.round(a.ms)} ms`).join(", ")}`,
+    );
+    for (const r of refused) {
+      expect(r.ack).toMatchObject({ ok: false, error: { code: "OVERLOADED" } });
+      for (const h of held) expect(r.ms).toBeLessThan(h.ms);
+    }
+    for (const h of held) expect(h.ack).not.toMatchObject({ error: { code: "OVERLOADED" } });
+    await reader.call("CLIENT", "UNPAUSE");
+    // Settled forwards gave their bytes back: the next big event is taken.
+    expect(await emitAck<Ack>(s, "big", big(5))).toMatchObject({
+      ok: true,
+      data: { queued: true },
+    });
+    const statuses = (await (await server.api("GET", "/api/status")).json()) as {
+      workers: { forwarding: { pendingBytes: number } }[];
+    };
+    for (const w of statuses.workers) expect(w.forwarding.pendingBytes).toBe(0);
+  });
+
   it("the stream is capped near FORWARD_STREAM_MAXLEN", async () => {
     const s = await user("erin");
     for (let i = 0; i < 60; i++) await emitAck(s, "tick", { i });

@@ -37,6 +37,14 @@ describe("signature", () => {
     }
   });
 
+  it("signs the body's UTF-8 bytes as it signs its text (the forwarder sends bytes)", () => {
+    const text = BODY.replace("hi", "é✓ 😀");
+    expect(signatureHeader(SECRET, Buffer.from(text), 1_700_000_000)).toBe(
+      signatureHeader(SECRET, text, 1_700_000_000),
+    );
+    expect(signatureHeader(SECRET, Buffer.from(BODY), 1_700_000_000)).toBe(HEADER);
+  });
+
   it("signs with the current time by default", () => {
     const h = signatureHeader(SECRET, BODY);
     expect(verifySignature(SECRET, h, BODY)).toBe(true);

@@ -2,6 +2,7 @@ import { performance } from "node:perf_hooks";
 import { type AckError, ackError } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
 import type { ForwardedEvent, Forwarder, ForwardReply } from "../gateway.js";
+import type { ForwardBudget } from "./forward-budget.js";
 
 /** What `/api/status` shows about forwarding, per worker. */
 export interface ForwardStatus {
@@ -34,10 +35,25 @@ export interface ForwardService extends Forwarder {
 export type ForwardKind = "client" | "lifecycle";
 
 /**
- * Counts, times and remembers every forward, for metrics and for the drain at
- * shutdown. Each transport runs its work through `run`.
+ * One forward as the tracker sees it. A client event holds `bytes` (the size
+ * of what the transport serialised) of its socket's and the worker's budget
+ * until it settles; lifecycle events are a few hundred bytes, one or two per
+ * socket, and stay outside the budget.
  */
-export function createForwardTracker() {
+export type ForwardJob =
+  | { kind: "client"; socketId: string; bytes: number }
+  | { kind: "lifecycle" };
+
+/** The job for event `e` of `kind`, serialised into `bytes`. */
+export function forwardJob(kind: ForwardKind, e: ForwardedEvent, bytes: number): ForwardJob {
+  return kind === "client" ? { kind, socketId: e.socketId, bytes } : { kind };
+}
+
+/**
+ * Counts, times and remembers every forward, for metrics, for the byte
+ * budget and for the drain at shutdown. Each transport runs its work through `run`.
+ */
+export function createForwardTracker(budget: ForwardBudget) {
   const pending = new Set<Promise<ForwardReply>>();
   let state: "open" | "draining" | "closed" = "open";
 
@@ -47,6 +63,11 @@ export function createForwardTracker() {
     return reply;
   };
 
+  function refuse(reply: AckError): Promise<ForwardReply> {
+    metrics.forwards.inc({ outcome: reply.error.code.toLowerCase() });
+    return Promise.resolve(reply);
+  }
+
   return {
     get inFlight(): number {
       return pending.size;
@@ -54,20 +75,27 @@ export function createForwardTracker() {
     get state() {
       return state;
     },
-    /** Answers at once without forwarding (bad payload, full queue), counted by outcome. */
-    refuse(reply: AckError): Promise<ForwardReply> {
-      metrics.forwards.inc({ outcome: reply.error.code.toLowerCase() });
-      return Promise.resolve(reply);
+    /** Client event bytes held until their forwards settle. */
+    get pendingBytes(): number {
+      return budget.bytes;
     },
-    /** `work` must not throw for expected failures; a throw is answered BACKEND_UNAVAILABLE. */
-    run(
-      kind: ForwardKind,
-      work: () => Promise<ForwardReply>,
-      onUnexpected: (err: unknown) => void,
-    ) {
+    /** Answers at once without forwarding (bad payload, full queue), counted by outcome. */
+    refuse,
+    /**
+     * `work` must not throw for expected failures; a throw is answered
+     * BACKEND_UNAVAILABLE. A client event over its socket's or the worker's
+     * byte budget is answered OVERLOADED without running `work`.
+     */
+    run(job: ForwardJob, work: () => Promise<ForwardReply>, onUnexpected: (err: unknown) => void) {
       const startedAt = performance.now();
-      if (state === "closed" || (state === "draining" && kind === "client")) {
+      if (state === "closed" || (state === "draining" && job.kind === "client")) {
         return Promise.resolve(record(ackError("SHUTTING_DOWN"), startedAt));
+      }
+      let release: (() => void) | undefined;
+      if (job.kind === "client") {
+        const taken = budget.take(job.socketId, job.bytes);
+        if (!taken.ok) return refuse(OVER_BUDGET[taken.over]);
+        release = taken.release;
       }
       metrics.forwardInFlight.inc();
       const p: Promise<ForwardReply> = work()
@@ -77,6 +105,7 @@ export function createForwardTracker() {
         })
         .then((reply) => record(reply, startedAt))
         .finally(() => {
+          release?.();
           pending.delete(p);
           metrics.forwardInFlight.dec();
         });
@@ -101,5 +130,12 @@ export function createForwardTracker() {
     },
   };
 }
+
+const OVER_BUDGET = {
+  socket: ackError("OVERLOADED", "too much of this socket's data is waiting for the backend", {
+    retryAfter: 1,
+  }),
+  worker: ackError("OVERLOADED", "too much data is waiting for the backend", { retryAfter: 1 }),
+};
 
 export type ForwardTracker = ReturnType<typeof createForwardTracker>;

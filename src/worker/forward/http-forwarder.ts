@@ -20,8 +20,9 @@ import type { Config } from "../../shared/config.js";
 import { ackError } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
 import type { ForwardedEvent, ForwardReply } from "../gateway.js";
+import { createForwardBudget } from "./forward-budget.js";
 import type { BreakerState, ForwardKind, ForwardService } from "./forward-service.js";
-import { createForwardTracker } from "./forward-service.js";
+import { createForwardTracker, forwardJob } from "./forward-service.js";
 import { serializeEvent } from "./serialize-event.js";
 import { SIGNATURE_HEADER, signatureHeader } from "./signature.js";
 
@@ -73,7 +74,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps): ForwardService {
     keepAliveTimeout: 30_000,
     connect: { timeout: cfg.BACKEND_ATTEMPT_TIMEOUT_MS },
   });
-  const tracker = createForwardTracker();
+  const tracker = createForwardTracker(createForwardBudget(cfg));
 
   const breaker = circuitBreaker(handleType(AttemptFailure), {
     halfOpenAfter: cfg.BACKEND_BREAKER_HALF_OPEN_MS,
@@ -131,8 +132,8 @@ export function createHttpForwarder(deps: HttpForwarderDeps): ForwardService {
   retryPolicy.onRetry(() => metrics.forwardRetries.inc());
 
   async function attempt(
-    e: ForwardedEvent,
-    body: string,
+    id: string,
+    body: Buffer,
     attemptNo: number,
     outer: AbortSignal,
   ): Promise<ForwardReply> {
@@ -143,7 +144,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps): ForwardService {
     try {
       const headers: Record<string, string> = {
         "content-type": "application/json",
-        "x-request-id": e.id,
+        "x-request-id": id,
         "x-attempt": String(attemptNo),
         "user-agent": "socket-server",
       };
@@ -199,7 +200,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps): ForwardService {
     }
   }
 
-  async function send(e: ForwardedEvent, body: string): Promise<ForwardReply> {
+  async function send(id: string, body: Buffer): Promise<ForwardReply> {
     if (failingFast()) return BREAKER_OPEN;
     try {
       return await deadline.execute(({ signal }) =>
@@ -207,7 +208,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps): ForwardService {
           ({ signal }) =>
             retryPolicy.execute(
               ({ signal, attempt: retryNo }) =>
-                breaker.execute(({ signal }) => attempt(e, body, retryNo + 1, signal), signal),
+                breaker.execute(({ signal }) => attempt(id, body, retryNo + 1, signal), signal),
               signal,
             ),
           signal,
@@ -224,7 +225,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps): ForwardService {
       }
       if (err instanceof TaskCancelledError) return ackError("BACKEND_TIMEOUT");
       if (err instanceof AttemptFailure) {
-        log.debug({ id: e.id, kind: err.kind, reason: err.message }, "forward gave up");
+        log.debug({ id, kind: err.kind, reason: err.message }, "forward gave up");
         return err.kind === "timeout"
           ? ackError("BACKEND_TIMEOUT", err.message)
           : ackError("BACKEND_UNAVAILABLE", err.message);
@@ -233,13 +234,20 @@ export function createHttpForwarder(deps: HttpForwarderDeps): ForwardService {
     }
   }
 
+  // The body is encoded once for every attempt (undici would encode a string
+  // again per attempt), and only if the budget took it. Built out here so that
+  // the closures that live until the forward settles hold the id, not the
+  // text or the event: what is kept is the bytes the budget counted.
+  const sendEncoded = (id: string, text: string) => () => send(id, Buffer.from(text));
+
   const submit = (e: ForwardedEvent, kind: ForwardKind): Promise<ForwardReply> => {
     const serialized = serializeEvent(e);
     if (!serialized.ok) return tracker.refuse(serialized);
+    const { id } = e;
     return tracker.run(
-      kind,
-      () => send(e, serialized.body),
-      (err) => log.error({ err, id: e.id }, "forwarding failed unexpectedly"),
+      forwardJob(kind, e, Buffer.byteLength(serialized.body)),
+      sendEncoded(id, serialized.body),
+      (err) => log.error({ err, id }, "forwarding failed unexpectedly"),
     );
   };
 
@@ -251,6 +259,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps): ForwardService {
       breaker: breakerState(),
       inFlight: tracker.inFlight,
       queued: cfg.BACKEND_MAX_QUEUE - limiter.queueSlots,
+      pendingBytes: tracker.pendingBytes,
     }),
     drain: (timeoutMs) => tracker.settle("draining", timeoutMs),
     async close(timeoutMs) {

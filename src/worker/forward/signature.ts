@@ -9,12 +9,13 @@ import { createHmac, timingSafeEqual } from "node:crypto";
  */
 export const SIGNATURE_HEADER = "x-signature";
 
+/** `body` as sent: its text, or that text's UTF-8 bytes (the same signature). */
 export function signatureHeader(
   secret: string,
-  body: string,
+  body: string | Uint8Array,
   nowSeconds = Math.floor(Date.now() / 1000),
 ): string {
-  const v1 = createHmac("sha256", secret).update(`${nowSeconds}.${body}`).digest("hex");
+  const v1 = createHmac("sha256", secret).update(`${nowSeconds}.`).update(body).digest("hex");
   return `t=${nowSeconds},v1=${v1}`;
 }
 

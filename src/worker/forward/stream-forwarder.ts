@@ -3,7 +3,13 @@ import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
 import { ackError } from "../../shared/errors.js";
 import type { ForwardedEvent, ForwardReply } from "../gateway.js";
-import { createForwardTracker, type ForwardKind, type ForwardService } from "./forward-service.js";
+import { createForwardBudget } from "./forward-budget.js";
+import {
+  createForwardTracker,
+  type ForwardKind,
+  type ForwardService,
+  forwardJob,
+} from "./forward-service.js";
 import { toForwardableJson } from "./serialize-event.js";
 import { waitForReady } from "../redis/wait-ready.js";
 
@@ -31,7 +37,7 @@ export interface StreamForwarderDeps {
 export function createStreamForwarder(deps: StreamForwarderDeps): ForwardService {
   const { cfg } = deps;
   const log = deps.log.child({ module: "forward" });
-  const tracker = createForwardTracker();
+  const tracker = createForwardTracker(createForwardBudget(cfg));
   const redis = new Redis(deps.redisUrl, {
     enableOfflineQueue: false,
     commandTimeout: cfg.BACKEND_ATTEMPT_TIMEOUT_MS,
@@ -56,7 +62,7 @@ export function createStreamForwarder(deps: StreamForwarderDeps): ForwardService
   // Right after start the connection may still be opening: wait for it a
   // little rather than refusing the first events.
 
-  async function append(e: ForwardedEvent, payload: string): Promise<ForwardReply> {
+  async function append(id: string, fields: string[]): Promise<ForwardReply> {
     if (redis.status !== "ready") {
       if (everReady || !(await waitForReady(redis, cfg.BACKEND_DEADLINE_MS))) {
         return ackError("BACKEND_UNAVAILABLE", "the event stream is unreachable");
@@ -69,26 +75,13 @@ export function createStreamForwarder(deps: StreamForwarderDeps): ForwardService
         "~",
         String(cfg.FORWARD_STREAM_MAXLEN),
         "*",
-        "id",
-        e.id,
-        "event",
-        e.event,
-        "payload",
-        payload,
-        "userId",
-        e.userId,
-        "socketId",
-        e.socketId,
-        "rooms",
-        JSON.stringify(e.rooms),
-        "receivedAt",
-        e.receivedAt,
+        ...fields,
       );
       return { ok: true, data: { queued: true, streamId } };
     } catch (err) {
       const message = (err as Error).message ?? "";
       if (/timed out/i.test(message)) return ackError("BACKEND_TIMEOUT");
-      log.debug({ err: message, id: e.id }, "XADD failed");
+      log.debug({ err: message, id }, "XADD failed");
       // A connection lost mid-command is an outage, anything else Redis's answer.
       return redis.status === "ready"
         ? ackError("BACKEND_UNAVAILABLE", "the event stream refused the event")
@@ -104,10 +97,30 @@ export function createStreamForwarder(deps: StreamForwarderDeps): ForwardService
         ackError("OVERLOADED", "too many events waiting for the stream", { retryAfter: 1 }),
       );
     }
+    const fields = [
+      "id",
+      e.id,
+      "event",
+      e.event,
+      "payload",
+      payload.json,
+      "userId",
+      e.userId,
+      "socketId",
+      e.socketId,
+      "rooms",
+      JSON.stringify(e.rooms),
+      "receivedAt",
+      e.receivedAt,
+    ];
+    // What waits in memory until Redis answers: the size the budget counts.
+    let bytes = 0;
+    for (const f of fields) bytes += Buffer.byteLength(f);
+    const { id } = e;
     return tracker.run(
-      kind,
-      () => append(e, payload.json),
-      (err) => log.error({ err, id: e.id }, "stream append failed unexpectedly"),
+      forwardJob(kind, e, bytes),
+      () => append(id, fields),
+      (err) => log.error({ err, id }, "stream append failed unexpectedly"),
     );
   };
 
@@ -118,6 +131,7 @@ export function createStreamForwarder(deps: StreamForwarderDeps): ForwardService
       transport: "redis-stream",
       breaker: null,
       inFlight: tracker.inFlight,
+      pendingBytes: tracker.pendingBytes,
       stream: cfg.FORWARD_STREAM_KEY,
       redis: redis.status === "ready" ? "up" : "down",
     }),
