@@ -2,20 +2,26 @@ import { readFileSync } from "node:fs";
 import type http from "node:http";
 import { createRequire } from "node:module";
 import type { Logger } from "pino";
+import { createClientAddress } from "../../shared/client-address.js";
+import type { Config } from "../../shared/config.js";
+import { writeHttpError } from "../../shared/http-error.js";
 import type { LogRing } from "../../shared/log-ring.js";
 import type { RoomsPageAnswer } from "../../shared/observability.js";
-import { writeHttpError } from "../../shared/http-error.js";
 import { sendJson } from "../internal-http.js";
 import type { QueryHub } from "../queries.js";
 import type { Supervisor } from "../supervisor.js";
 import { createDashboardFeed } from "./feed.js";
-import { createDashboardSession } from "./session.js";
+import { createDashboardSession, createLoginLockout } from "./session.js";
 
 /**
  * `/dashboard` on API_PORT, served by the primary so that it keeps working
  * while a worker is stuck or restarting. Without a session the page is the
  * login form and every data endpoint answers 401; the pages carry no numbers,
  * which arrive only through the authorized live feed and JSON endpoints.
+ * Wrong tokens count against the client address (session.ts); an address
+ * that is locked out gets 429 for any token it presents, the right one
+ * included, so guessing cannot go on. A session cookie it already holds
+ * still works: a random session id is not something one guesses.
  */
 
 const PUBLIC_DIR = new URL("../../../public/dashboard/", import.meta.url);
@@ -41,7 +47,6 @@ const ASSETS: Record<string, { path: string | URL; type: string }> = {
 
 const LOGIN_ERROR_MARK = "<!--login-error-->";
 const MAX_LOGIN_BODY = 4_096;
-const MAX_FAILED_LOGINS_PER_MINUTE = 20;
 const MAX_MEMBERS = 200;
 
 export interface Dashboard {
@@ -51,6 +56,7 @@ export interface Dashboard {
 
 export function createDashboard(deps: {
   token: string;
+  cfg: Pick<Config, "TRUSTED_PROXIES" | "DASHBOARD_MAX_FAILED_LOGINS" | "DASHBOARD_LOCKOUT_S">;
   hub: QueryHub;
   sup: Supervisor;
   log: Logger;
@@ -58,7 +64,21 @@ export function createDashboard(deps: {
   queryTimeoutMs: number;
 }): Dashboard {
   const log = deps.log.child({ module: "dashboard" });
-  const session = createDashboardSession(deps.token);
+  const clientAddressOf = createClientAddress(deps.cfg.TRUSTED_PROXIES);
+  const addressOf = (req: http.IncomingMessage) =>
+    clientAddressOf(req.socket.remoteAddress, req.headers["x-forwarded-for"]);
+  const lockout = createLoginLockout({
+    maxFailures: deps.cfg.DASHBOARD_MAX_FAILED_LOGINS,
+    lockoutS: deps.cfg.DASHBOARD_LOCKOUT_S,
+  });
+  // Open live feeds per session: a session that ends (logout, eviction,
+  // expiry) takes its feeds with it rather than streaming on.
+  const streams = new Map<string, Set<http.ServerResponse>>();
+  const session = createDashboardSession(deps.token, {
+    onEnd(key) {
+      for (const res of streams.get(key) ?? []) res.end();
+    },
+  });
   const feed = createDashboardFeed({
     hub: deps.hub,
     sup: deps.sup,
@@ -76,17 +96,6 @@ export function createDashboard(deps: {
     return b;
   };
 
-  let failures = 0;
-  let failuresWindow = 0;
-  const tooManyFailures = () => {
-    const minute = Math.floor(Date.now() / 60_000);
-    if (minute !== failuresWindow) {
-      failuresWindow = minute;
-      failures = 0;
-    }
-    return failures >= MAX_FAILED_LOGINS_PER_MINUTE;
-  };
-
   const html = (res: http.ServerResponse, status: number, body: Buffer | string, extra = {}) => {
     res.writeHead(status, {
       ...SECURITY_HEADERS,
@@ -96,12 +105,13 @@ export function createDashboard(deps: {
     });
     res.end(body);
   };
-  const loginPage = (res: http.ServerResponse, status: number, error?: string) => {
+  const loginPage = (res: http.ServerResponse, status: number, error?: string, extra = {}) => {
     const page = file(new URL("login.html", PUBLIC_DIR)).toString("utf8");
     html(
       res,
       status,
       error ? page.replace(LOGIN_ERROR_MARK, `<p class="error" role="alert">${error}</p>`) : page,
+      extra,
     );
   };
   const redirect = (res: http.ServerResponse, cookie?: string) => {
@@ -117,6 +127,47 @@ export function createDashboard(deps: {
     writeHttpError(res.req, res, "UNAUTHORIZED", "log in to the dashboard first");
   const badRequest = (res: http.ServerResponse, message: string) =>
     writeHttpError(res.req, res, "VALIDATION_FAILED", message);
+  const lockedOut = (res: http.ServerResponse, seconds: number, api: boolean) => {
+    const message = "too many failed logins from this address";
+    if (api) return writeHttpError(res.req, res, "RATE_LIMITED", message, { retryAfter: seconds });
+    const minutes = Math.ceil(seconds / 60);
+    loginPage(
+      res,
+      429,
+      `Too many failed attempts from this address; try again in ${minutes} minute${minutes === 1 ? "" : "s"}.`,
+      { "retry-after": String(seconds) },
+    );
+  };
+
+  /**
+   * Whether a presented token (form, `?token=`, bearer) lets the request in.
+   * When it does not, the request has been answered: 401 for a wrong token,
+   * 429 while the address is locked out. `api` picks JSON over the login page.
+   */
+  async function admit(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    tokenOk: boolean,
+    api: boolean,
+  ): Promise<boolean> {
+    const address = addressOf(req);
+    const locked = await lockout.lockedFor(address);
+    if (locked !== undefined) {
+      lockedOut(res, locked, api);
+      return false;
+    }
+    if (tokenOk) return true;
+    const lockedNow = await lockout.fail(address);
+    if (lockedNow !== undefined) {
+      log.warn({ ip: address, lockoutS: lockedNow }, "dashboard logins locked for this address");
+      lockedOut(res, lockedNow, api);
+      return false;
+    }
+    log.warn({ ip: address }, "dashboard login refused");
+    if (api) unauthorized(res);
+    else loginPage(res, 401, "Wrong token.");
+    return false;
+  }
 
   async function readForm(req: http.IncomingMessage): Promise<URLSearchParams | undefined> {
     let body = "";
@@ -128,18 +179,35 @@ export function createDashboard(deps: {
   }
 
   async function login(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (tooManyFailures()) {
-      loginPage(res, 429, "Too many failed attempts; wait a minute.");
-      return;
-    }
     const form = await readForm(req);
-    if (form && session.checkToken(form.get("token"))) {
+    if (await admit(req, res, session.checkToken(form?.get("token")), false)) {
       redirect(res, session.issueCookie(req));
+    }
+  }
+
+  function subscribe(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    from?: { key: string; expiresAt: number },
+  ): void {
+    if (!feed.subscribe(req, res)) {
+      writeHttpError(req, res, "OVERLOADED", "too many open dashboards", { retryAfter: 5 });
       return;
     }
-    failures += 1;
-    log.warn({ ip: req.socket.remoteAddress }, "dashboard login refused");
-    loginPage(res, 401, "Wrong token.");
+    if (!from) return;
+    let open = streams.get(from.key);
+    if (!open) {
+      open = new Set();
+      streams.set(from.key, open);
+    }
+    open.add(res);
+    const expiry = setTimeout(() => res.end(), from.expiresAt - Date.now());
+    expiry.unref();
+    res.on("close", () => {
+      clearTimeout(expiry);
+      open.delete(res);
+      if (open.size === 0 && streams.get(from.key) === open) streams.delete(from.key);
+    });
   }
 
   async function roomsPage(res: http.ServerResponse, url: URL): Promise<void> {
@@ -241,28 +309,28 @@ export function createDashboard(deps: {
         if (token !== null) {
           // A token in the address: log in, then drop it from the address
           // bar (and from history) with a redirect to the bare path.
-          if (tooManyFailures())
-            return loginPage(res, 429, "Too many failed attempts; wait a minute.");
-          if (session.checkToken(token)) return redirect(res, session.issueCookie(req));
-          failures += 1;
-          return loginPage(res, 401, "Wrong token.");
+          if (await admit(req, res, session.checkToken(token), false)) {
+            redirect(res, session.issueCookie(req));
+          }
+          return;
         }
-        if (session.authorized(req)) return html(res, 200, file(new URL("index.html", PUBLIC_DIR)));
-        return loginPage(res, 200);
+        const who = session.credentials(req);
+        if (who.kind === "none") return loginPage(res, 200);
+        if (who.kind === "token" && !(await admit(req, res, who.ok, false))) return;
+        return html(res, 200, file(new URL("index.html", PUBLIC_DIR)));
       }
       if (path === "/dashboard/login" && method === "POST") return login(req, res);
       if (path === "/dashboard/logout" && method === "POST") {
-        return redirect(res, session.clearCookie(req));
+        return redirect(res, session.endSession(req));
       }
 
       if (path.startsWith("/dashboard/api/")) {
         if (method !== "GET") return notFound(res);
-        if (!session.authorized(req)) return unauthorized(res);
+        const who = session.credentials(req);
+        if (who.kind === "none") return unauthorized(res);
+        if (who.kind === "token" && !(await admit(req, res, who.ok, true))) return;
         if (path === "/dashboard/api/feed") {
-          if (!feed.subscribe(req, res)) {
-            writeHttpError(req, res, "OVERLOADED", "too many open dashboards", { retryAfter: 5 });
-          }
-          return;
+          return subscribe(req, res, who.kind === "session" ? who : undefined);
         }
         if (path === "/dashboard/api/rooms") return roomsPage(res, url);
         if (path.startsWith("/dashboard/api/rooms/")) {
