@@ -34,7 +34,8 @@ describe("loadConfig", () => {
     expect(c.MAX_PAYLOAD_BYTES).toBe(1_000_000);
     expect(c.PUSH_BODY_LIMIT_BYTES).toBe(1_048_576);
     expect(c.production).toBe(false);
-    expect(c.demo).toBe(true);
+    // An operator's JWT_SECRET never signs demo tokens, whatever NODE_ENV says.
+    expect(c.demo).toBe(false);
     expect(c.corsOrigins).toBe("*");
     expect(c.jwt).toEqual({ kind: "secret", secret: base.JWT_SECRET });
     expect(Object.isFrozen(c)).toBe(true);
@@ -170,6 +171,14 @@ describe("withDevDefaults", () => {
     const { env, generated } = withDevDefaults({ ...base }, rnd);
     expect(env).toEqual(base);
     expect(generated).toEqual({});
+    expect(loadConfig(env).demo).toBe(false);
+  });
+  it("turns the demo on only with the secret it made, and never against DEMO=false", () => {
+    expect(loadConfig(withDevDefaults({ DEMO: "false" }, rnd).env).demo).toBe(false);
+    expect(loadConfig({ ...base, DEMO: "true" }).demo).toBe(true);
+    const pem = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----";
+    const { JWT_SECRET: _s, ...rest } = base;
+    expect(problems({ ...rest, JWT_PUBLIC_KEY: pem, DEMO: "true" })[0]).toMatch(/^DEMO: /);
   });
   it("changes nothing in production", () => {
     expect(withDevDefaults({ NODE_ENV: "production" }, rnd)).toEqual({

@@ -2,6 +2,7 @@ import http from "node:http";
 import type net from "node:net";
 import type { Logger } from "pino";
 import { requestIdFor, writeHttpError } from "../shared/http-error.js";
+import { enforceRequestTimeouts } from "../shared/http-timeouts.js";
 import { setPageSecurityHeaders } from "../shared/security-headers.js";
 
 /**
@@ -35,6 +36,7 @@ export function sendJson(res: http.ServerResponse, status: number, body: unknown
 
 export function createInternalHttp(deps: {
   log: Logger;
+  requestTimeoutMs: number;
   readiness: () => { ready: boolean; reasons: string[]; details: Record<string, unknown> };
 }): InternalHttp {
   const routes: [string, RouteHandler][] = [
@@ -73,6 +75,8 @@ export function createInternalHttp(deps: {
       else res.destroy();
     });
   });
+
+  enforceRequestTimeouts(server, deps.requestTimeoutMs);
 
   return {
     server,

@@ -31,6 +31,14 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   const recentLogs = createLogRing();
   const log = initLogger(loggerOptionsFrom(cfg, { role: "primary" }, recentLogs.push));
 
+  if (cfg.production && cfg.jwt.kind !== "secret" && !cfg.JWT_AUDIENCE) {
+    log.warn(
+      { jwt: cfg.jwt.kind, issuer: cfg.JWT_ISSUER ?? null },
+      "JWT_AUDIENCE is not set: every token this key signed is accepted, whatever service it was issued for" +
+        (cfg.JWT_ISSUER ? "" : " (and JWT_ISSUER is not set either)"),
+    );
+  }
+
   // "advanced" serialization carries Buffers (binary payloads) between processes.
   cluster.setupPrimary({ serialization: "advanced" });
   setupClusterAdapterPrimary();
@@ -71,7 +79,11 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     };
   };
 
-  const internal = createInternalHttp({ log, readiness });
+  const internal = createInternalHttp({
+    log,
+    readiness,
+    requestTimeoutMs: cfg.HTTP_REQUEST_TIMEOUT_MS,
+  });
   const metricsAggregator = createMetricsAggregator({
     hub,
     sup,
@@ -81,6 +93,7 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   internal.route("/metrics", metricsAggregator.handle);
   const dashboard = createDashboard({
     token: cfg.dashboardToken,
+    cfg,
     hub,
     sup,
     log,
@@ -157,30 +170,38 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   // Listen only once every worker is ready: a connection handed to a worker
   // that is still loading would be lost.
   const publicPort = await balancer.listen("public", cfg.PORT, cfg.HOST);
-  const apiPort = await balancer.listen("api", cfg.API_PORT, cfg.HOST);
+  const apiPort = await balancer.listen("api", cfg.API_PORT, cfg.API_HOST ?? cfg.HOST);
   listening = true;
   boundPorts = { publicPort, apiPort };
   pushState();
 
-  const shown = cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "localhost" : cfg.HOST;
+  const shownHost = (h: string) => (h === "0.0.0.0" || h === "::" ? "localhost" : h);
+  const shown = shownHost(cfg.HOST);
+  const shownApi = shownHost(cfg.API_HOST ?? cfg.HOST);
   log.info({ publicPort, apiPort, workers: cfg.WORKERS }, "listening");
   // A machine-readable line for tests and scripts that start us on port 0.
   process.stdout.write(`${JSON.stringify({ msg: "ports", publicPort, apiPort })}\n`);
   if (cfg.demo) {
     const lines = [
       "",
-      "  socket-server is running (dev mode)",
+      generated.jwtSecret
+        ? "  socket-server is running (dev mode: a generated JWT secret; the demo mints tokens for any user)"
+        : "  socket-server is running (DEMO=true: the demo page mints tokens for any user with JWT_SECRET)",
       `  demo page:        http://${shown}:${publicPort}/`,
-      `  dashboard:        http://${shown}:${apiPort}/dashboard`,
+      `  dashboard:        http://${shownApi}:${apiPort}/dashboard`,
       ...(generated.dashboardToken ? [`  dashboard token:  ${generated.dashboardToken}`] : []),
       ...(generated.apiKey ? [`  demo API key:     ${generated.apiKey}`] : []),
       `  push to a user:   curl -H "Authorization: Bearer ${generated.apiKey ?? "<API key>"}" \\`,
       `                      -H 'content-type: application/json' \\`,
       `                      -d '{"userId":"alice","event":"hello","payload":{"text":"hi"}}' \\`,
-      `                      http://${shown}:${apiPort}/api/push`,
+      `                      http://${shownApi}:${apiPort}/api/push`,
       "",
     ];
     process.stdout.write(`${lines.join("\n")}\n`);
+  } else {
+    process.stdout.write(
+      "  demo page and /demo/token: off (they run only when the server generates its own JWT secret, or with DEMO=true)\n",
+    );
   }
 
   let stopping: Promise<void> | undefined;

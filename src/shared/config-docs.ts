@@ -10,6 +10,10 @@ export const CONFIG_DESCRIPTIONS: Record<string, string> = {
   PORT: "public port: Socket.IO, the demo page, `/health`",
   API_PORT: "internal port: `/api/*`, `/metrics`, `/dashboard`, `/health`, `/ready`",
   HOST: "address both ports listen on",
+  API_HOST:
+    "bind address of the internal port alone (default: `HOST`); keep `/api/*` on a private interface",
+  TRUSTED_PROXIES:
+    "comma-separated CIDRs of load balancers whose `X-Forwarded-For` names the client (rightmost untrusted entry)",
   WORKERS: "worker processes (default: the CPU count)",
   JWT_SECRET: "HS256/384/512 secret for client tokens (≥ 32 characters); dev: random",
   JWT_PUBLIC_KEY: "PEM public key for RS*/PS*/ES*/EdDSA client tokens",
@@ -17,6 +21,9 @@ export const CONFIG_DESCRIPTIONS: Record<string, string> = {
   JWT_ISSUER: "required `iss` claim",
   JWT_AUDIENCE: "required `aud` claim",
   JWT_ALGORITHMS: "comma-separated allowed algorithms",
+  JWT_MAX_LIFETIME_S:
+    "longest accepted token lifetime (`exp` − `iat`); `exp` is required either way",
+  JWT_CLOCK_SKEW_S: "how far in the future a token's `iat` may lie",
   AUTH_VERIFY_MODE:
     "`auto` (= `inline`: jose's WebCrypto already verifies off the event loop; measured in bench/), `pool` (Piscina) or `inline`",
   AUTH_POOL_THREADS: "Piscina threads per worker for token verification",
@@ -53,6 +60,8 @@ export const CONFIG_DESCRIPTIONS: Record<string, string> = {
   MAX_PAYLOAD_BYTES: "largest client message (Socket.IO `maxHttpBufferSize`)",
   PUSH_BODY_LIMIT_BYTES: "largest HTTP API body",
   QUERY_TIMEOUT_MS: "how long a cluster-wide query waits for a worker or host",
+  HTTP_REQUEST_TIMEOUT_MS:
+    "headers and body of an HTTP request must arrive within this, on every port (a stalled connection is closed within it + ≤ 5 s)",
   SHUTDOWN_TIMEOUT_MS: "SIGTERM: everything stops within this",
   MAX_EVENT_NAME_LENGTH: "longest event name",
   MAX_ROOM_NAME_LENGTH: "longest room name",
@@ -74,8 +83,17 @@ export const CONFIG_DESCRIPTIONS: Record<string, string> = {
   RATE_CONNECTIONS_PER_IP_PER_MINUTE: "handshakes per client IP per minute",
   RATE_PUSHES_PER_KEY_PER_SECOND: "API pushes per API key per second",
   MAX_CONNECTIONS_PER_WORKER: "beyond it new handshakes get `OVERLOADED`",
+  MAX_CONNECTIONS_PER_IP:
+    "open Engine.IO sessions per client address on this host, token-less ones included (split over the workers)",
   MAX_EVENT_LOOP_LAG_MS: "event-loop lag p99 beyond which a worker sheds new work",
   MAX_BUFFERED_BYTES_PER_SOCKET: "output buffered for a slow client before it is disconnected",
+  FORWARD_MAX_PENDING_BYTES_PER_SOCKET:
+    "client event bytes one socket may have waiting on the backend; over it, `OVERLOADED`",
+  FORWARD_MAX_PENDING_BYTES_PER_WORKER:
+    "client event bytes a worker may have waiting on the backend; over it, `OVERLOADED`",
+  DASHBOARD_MAX_FAILED_LOGINS:
+    "failed dashboard logins from one client address before it gets 429 (at most 20)",
+  DASHBOARD_LOCKOUT_S: "how long such an address is answered 429",
   IP_DENY_LIST: "comma-separated CIDRs refused at the handshake",
   TOKEN_EXPIRY_GRACE_MS: "grace after a token's `exp` before the socket is disconnected",
   MAX_PAYLOAD_DEPTH: "nesting of arrays/objects in a client payload or API body",
@@ -84,7 +102,7 @@ export const CONFIG_DESCRIPTIONS: Record<string, string> = {
   WORKER_RESTART_BACKOFF_MAX_MS: "longest restart delay of a crashed worker",
   WORKER_MAX_CRASHES: "crashes in a row before the primary gives up and exits 1",
   TEST_HOOKS: "test only: `/api/test/*` routes; refused unless `NODE_ENV=test`",
-  DEMO: "serve the demo page and its token endpoint (dev default: on; never in production)",
+  DEMO: "serve the demo page and its token endpoint, which signs tokens for any user with `JWT_SECRET` (default: on only when the server generated its own secret; refused in production)",
 };
 
 const MINIMAL_ENV = {

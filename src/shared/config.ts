@@ -57,6 +57,14 @@ const schema = z.object({
   PORT: port.default(3000),
   API_PORT: port.default(3001),
   HOST: z.string().min(1).default("0.0.0.0"),
+  /** The internal port's own bind address, to keep the backend API on a private interface. */
+  API_HOST: z.string().min(1).optional(),
+  /** Load balancers whose X-Forwarded-For names the client (src/shared/client-address.ts). */
+  TRUSTED_PROXIES: csv
+    .pipe(
+      z.array(z.string().refine((s) => parseIpRule(s) !== undefined, "CIDRs such as 10.0.0.0/8")),
+    )
+    .default([]),
   WORKERS: positiveInt.max(256).default(availableParallelism()),
 
   JWT_SECRET: z.string().min(32, "at least 32 characters").optional(),
@@ -65,6 +73,10 @@ const schema = z.object({
   JWT_ISSUER: z.string().min(1).optional(),
   JWT_AUDIENCE: z.string().min(1).optional(),
   JWT_ALGORITHMS: csv.pipe(z.array(z.enum(JWT_ALGORITHMS)).min(1)).optional(),
+  /** Longest accepted token lifetime (exp - iat); unset: any lifetime, but `exp` is always required. */
+  JWT_MAX_LIFETIME_S: positiveInt.optional(),
+  /** How far a token's `iat` may lie in the future (clocks differ). */
+  JWT_CLOCK_SKEW_S: nonNegativeInt.max(300).default(30),
   /** auto: inline (jose's WebCrypto already runs off the event loop; bench/auth-cost.mjs). */
   AUTH_VERIFY_MODE: z.enum(["auto", "pool", "inline"]).default("auto"),
   AUTH_POOL_THREADS: positiveInt.max(64).default(1),
@@ -122,6 +134,12 @@ const schema = z.object({
   MAX_PAYLOAD_BYTES: positiveInt.default(1_000_000),
   PUSH_BODY_LIMIT_BYTES: positiveInt.default(1_048_576),
   QUERY_TIMEOUT_MS: positiveInt.default(1_000),
+  /**
+   * Headers and body of an HTTP request must arrive within this, on every
+   * port: a stalled connection is closed within it plus the check interval
+   * (src/shared/http-timeouts.ts), under 60 s at the most.
+   */
+  HTTP_REQUEST_TIMEOUT_MS: positiveInt.min(100).max(50_000).default(30_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
   MAX_EVENT_NAME_LENGTH: positiveInt.default(128),
   MAX_ROOM_NAME_LENGTH: positiveInt.default(200),
@@ -148,8 +166,17 @@ const schema = z.object({
   RATE_CONNECTIONS_PER_IP_PER_MINUTE: positiveInt.default(6_000),
   RATE_PUSHES_PER_KEY_PER_SECOND: positiveInt.default(20_000),
   MAX_CONNECTIONS_PER_WORKER: positiveInt.default(50_000),
+  // Concurrent Engine.IO sessions per client address on this host (token-less
+  // ones included); split over the workers like the connection rate.
+  MAX_CONNECTIONS_PER_IP: positiveInt.min(2).default(2_000),
   MAX_EVENT_LOOP_LAG_MS: positiveInt.default(500),
   MAX_BUFFERED_BYTES_PER_SOCKET: positiveInt.default(1_048_576),
+  /** Client event bytes waiting on the backend (in flight or queued); over it, OVERLOADED. */
+  FORWARD_MAX_PENDING_BYTES_PER_SOCKET: positiveInt.default(2_097_152),
+  FORWARD_MAX_PENDING_BYTES_PER_WORKER: positiveInt.default(67_108_864),
+  /** Failed dashboard logins from one client address before it is answered 429 (at most 20). */
+  DASHBOARD_MAX_FAILED_LOGINS: positiveInt.max(20).default(20),
+  DASHBOARD_LOCKOUT_S: positiveInt.default(600),
   IP_DENY_LIST: csv
     .pipe(
       z.array(z.string().refine((s) => parseIpRule(s) !== undefined, "CIDRs such as 10.0.0.0/8")),
@@ -269,8 +296,21 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
   if (c.TEST_HOOKS && c.NODE_ENV !== "test") {
     problems.push("TEST_HOOKS: got true, expected it only with NODE_ENV=test");
   }
-  const demo = c.DEMO ?? !production;
+  // The demo signs tokens for any user: only with a secret the server made
+  // itself (withDevDefaults sets DEMO then) or an explicit DEMO=true.
+  const demo = c.DEMO ?? false;
   if (demo && production) problems.push("DEMO: got true, expected false in production");
+  if (demo && jwtSources[0] && jwtSources[0].kind !== "secret") {
+    problems.push("DEMO: got true, expected JWT_SECRET as well (the demo signs HS256 tokens)");
+  }
+  if (c.FORWARD_MAX_PENDING_BYTES_PER_SOCKET < c.MAX_PAYLOAD_BYTES) {
+    problems.push(
+      "FORWARD_MAX_PENDING_BYTES_PER_SOCKET: got less than MAX_PAYLOAD_BYTES, expected at least one whole event",
+    );
+  }
+  if (c.JWT_MAX_LIFETIME_S !== undefined && c.JWT_MAX_LIFETIME_S <= c.JWT_CLOCK_SKEW_S) {
+    problems.push("JWT_MAX_LIFETIME_S: got at most JWT_CLOCK_SKEW_S, expected more");
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const { JWT_SECRET: _s, JWT_PUBLIC_KEY: _p, JWT_JWKS_URL: _j, ...rest } = c;
@@ -292,8 +332,8 @@ export interface DevDefaults {
 }
 
 /**
- * Outside production, fills in a random JWT secret, API key and dashboard
- * token where none is set. In production it changes nothing, so that missing
+ * Outside production, fills in a random JWT secret (and then turns the demo
+ * on, unless DEMO says otherwise), API key and dashboard token where none is set. In production it changes nothing, so that missing
  * secrets fail in `loadConfig`.
  */
 export function withDevDefaults(
@@ -306,6 +346,8 @@ export function withDevDefaults(
   if (!out.JWT_SECRET && !out.JWT_PUBLIC_KEY && !out.JWT_JWKS_URL) {
     out.JWT_SECRET = random(32);
     generated.jwtSecret = true;
+    // Tokens signed with a secret nobody else has give nothing away: the demo may mint them.
+    if (out.DEMO === undefined || out.DEMO === "") out.DEMO = "true";
   }
   if (!out.API_KEYS) {
     out.API_KEYS = `dev_${random(24)}`;

@@ -84,3 +84,7 @@ export interface ServerDisconnectNotice {
 }
 
 export const userRoom = (userId: string): string => `user:${userId}`;
+const USER_ROOM_PREFIX = userRoom("");
+/** The user a personal room `user:<id>` belongs to; undefined for any other room. */
+export const personalRoomOwner = (room: string): string | undefined =>
+  room.startsWith(USER_ROOM_PREFIX) ? room.slice(USER_ROOM_PREFIX.length) : undefined;

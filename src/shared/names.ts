@@ -47,6 +47,7 @@ export function isValidEventName(name: unknown, maxLength: number): name is stri
 /**
  * Does the token's `rooms` claim allow this room? Entries are exact names or
  * `prefix*` patterns (`chat:*` allows `chat:42`, `*` allows everything).
+ * The gateway refuses other users' personal rooms before asking this.
  */
 export function roomAllowed(room: string, claims: readonly string[]): boolean {
   for (const c of claims) {

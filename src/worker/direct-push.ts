@@ -1,4 +1,4 @@
-import { userRoom } from "../shared/events.js";
+import { personalRoomOwner, userRoom } from "../shared/events.js";
 import { type DirectDelivery, isPrimaryToWorker, type WorkerToPrimary } from "../shared/ipc.js";
 import type { GatewayHooks, GatewayServer } from "./gateway.js";
 
@@ -37,8 +37,6 @@ export interface DirectPush {
   hooks: GatewayHooks;
   close(): void;
 }
-
-const USER_ROOM_PREFIX = userRoom("");
 
 interface Batch {
   users: string[];
@@ -89,8 +87,8 @@ export function createDirectPush(deps: {
   };
 
   const change = (room: string, present: boolean) => {
-    if (!room.startsWith(USER_ROOM_PREFIX)) return;
-    const userId = room.slice(USER_ROOM_PREFIX.length);
+    const userId = personalRoomOwner(room);
+    if (userId === undefined) return;
     changes.push([userId, present]);
     if (present) {
       if (openBatch === 0) {

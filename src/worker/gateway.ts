@@ -9,6 +9,7 @@ import {
   DISCONNECT_REASONS,
   type DisconnectReason,
   type InterServerEvents,
+  personalRoomOwner,
   SERVER_DISCONNECT_EVENT,
   type ServerToClientEvents,
   type SocketData,
@@ -73,11 +74,13 @@ export interface GatewayDeps {
   forwarder: Forwarder;
   /** Called in order; each feature adds its own. */
   hooks?: GatewayHooks[];
-  /** Handshake admission (load shedding, IP rules, rate limits); a refusal or undefined. */
-  admitHandshake?: (ip: string) => Admission | Promise<Admission>;
+  /**
+   * The verdict given at the session's Engine.IO handshake (deny list,
+   * shedding, per-address limits: protection/admission.ts) and the client
+   * address it used; without it, the TCP peer and no refusal.
+   */
+  admission?: (socket: GatewaySocket) => { ip: string; refusal?: HandshakeRefusal | undefined };
 }
-
-type Admission = HandshakeRefusal | ErrorCode | undefined;
 
 /** Why a handshake is refused: `err.data` of the client's connect_error. */
 export interface HandshakeRefusal {
@@ -115,29 +118,14 @@ export function disconnectWith(socket: GatewaySocket, code: DisconnectReason): v
   socket.disconnect(true);
 }
 
-function clientIp(socket: GatewaySocket): string {
-  return socket.handshake.address;
-}
-
 export function attachGateway(deps: GatewayDeps): void {
   const { io, cfg, log: baseLog, auth, forwarder } = deps;
   const log = baseLog.child({ module: "gateway" });
   const hooks = combineHooks(deps.hooks ?? []);
 
   io.use((socket, next) => {
-    const ip = clientIp(socket);
-    const admitted = deps.admitHandshake?.(ip);
-    if (admitted instanceof Promise) {
-      admitted.then(
-        (refused) => (refused ? next(connectError(refused)) : authenticate(socket, ip, next)),
-        (err: unknown) => {
-          log.error({ err }, "handshake admission failed unexpectedly");
-          next(connectError("OVERLOADED"));
-        },
-      );
-      return;
-    }
-    if (admitted) return next(connectError(admitted));
+    const { ip, refusal } = deps.admission?.(socket) ?? { ip: socket.handshake.address };
+    if (refusal) return next(connectError(refusal));
     authenticate(socket, ip, next);
   });
 
@@ -216,6 +204,12 @@ export function attachGateway(deps: GatewayDeps): void {
       const room = (req as { room?: unknown } | null)?.room;
       if (!isValidRoom(room, cfg.MAX_ROOM_NAME_LENGTH)) {
         return reply(ackError("INVALID_PAYLOAD", "needs { room: string } with a valid room name"));
+      }
+      // Personal rooms carry a user's pushes: only that user's own sockets,
+      // whatever the claim says (`*`, `user:*`); the backend's API can place anyone.
+      const owner = personalRoomOwner(room);
+      if (owner !== undefined && owner !== socket.data.userId) {
+        return reply(ackError("FORBIDDEN", "a personal room belongs to its user"));
       }
       if (!roomAllowed(room, socket.data.roomClaims)) {
         return reply(ackError("FORBIDDEN", "the token's rooms claim does not allow this room"));

@@ -25,7 +25,9 @@ import { createPushService } from "./push-service.js";
 import { trimSocketMemory } from "./socket-memory.js";
 import { setupMultiHost } from "./redis/multi-host.js";
 import { createWorkerObservability } from "./worker-metrics.js";
+import { createClientAddress } from "../shared/client-address.js";
 import { writeHttpError } from "../shared/http-error.js";
+import { enforceRequestTimeouts } from "../shared/http-timeouts.js";
 
 /**
  * A worker: one Socket.IO server on connections the primary hands over
@@ -78,6 +80,7 @@ export async function runWorker(cfg: Config): Promise<void> {
     }
     writeHttpError(req, res, "NOT_FOUND");
   });
+  enforceRequestTimeouts(publicServer, cfg.HTTP_REQUEST_TIMEOUT_MS);
 
   const io: GatewayServer = new Server(publicServer, {
     adapter: multiHost?.adapter ?? createClusterAdapter(),
@@ -91,14 +94,8 @@ export async function runWorker(cfg: Config): Promise<void> {
       cfg.corsOrigins === "*"
         ? { origin: true, credentials: true }
         : { origin: [...cfg.corsOrigins], credentials: true },
-    allowRequest: (req, callback) => {
-      // CORS does not cover websockets; enforce the allowlist on the Origin header.
-      const origin = req.headers.origin;
-      if (cfg.corsOrigins !== "*" && origin !== undefined && !cfg.corsOrigins.includes(origin)) {
-        return callback("origin not allowed", false);
-      }
-      callback(null, true);
-    },
+    // Per-address admission from the first Engine.IO request (protection/admission.ts).
+    allowRequest: (req, callback) => protection.allowRequest(req, callback),
   });
   // Every public-port response closes its connection: the primary routed
   // this TCP connection by the first request's sid, and a browser may reuse
@@ -126,6 +123,7 @@ export async function runWorker(cfg: Config): Promise<void> {
     lagP99Ms: () => lastLag,
     draining: () => shuttingDown || primaryState.draining,
     redis: multiHost?.link,
+    clientAddressOf: createClientAddress(cfg.TRUSTED_PROXIES),
   });
   const overloaded = () => protection.overloaded();
 
@@ -153,7 +151,7 @@ export async function runWorker(cfg: Config): Promise<void> {
       createLifecycleHooks({ enabled: cfg.FORWARD_LIFECYCLE, forwarder: forwarding, log }),
       delivery.hooks,
     ],
-    admitHandshake: (ip) => protection.admitHandshake(ip),
+    admission: protection.admission,
   });
   protection.attach();
   // Let go of the handshake's request, headers and token once connected.
@@ -213,7 +211,7 @@ export async function runWorker(cfg: Config): Promise<void> {
   });
   const apiServer = http.createServer(app);
   apiServer.keepAliveTimeout = 75_000;
-  apiServer.headersTimeout = 80_000;
+  enforceRequestTimeouts(apiServer, cfg.HTTP_REQUEST_TIMEOUT_MS);
 
   const loadTimer = setInterval(() => {
     lastLag = Math.round(lag.percentile(99) / 1e6);

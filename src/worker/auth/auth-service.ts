@@ -31,6 +31,8 @@ export function verifyOptionsFrom(cfg: Config): VerifyOptions {
     issuer: cfg.JWT_ISSUER,
     audience: cfg.JWT_AUDIENCE,
     algorithms: cfg.JWT_ALGORITHMS,
+    maxLifetimeS: cfg.JWT_MAX_LIFETIME_S,
+    clockSkewS: cfg.JWT_CLOCK_SKEW_S,
   };
 }
 

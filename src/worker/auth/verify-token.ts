@@ -13,11 +13,15 @@ export interface VerifyOptions {
   issuer?: string | undefined;
   audience?: string | undefined;
   algorithms?: string[] | undefined;
+  /** Longest accepted `exp - iat` (or `exp - now` without `iat`), seconds. */
+  maxLifetimeS?: number | undefined;
+  /** How far `iat` may lie in the future, seconds. */
+  clockSkewS?: number | undefined;
 }
 
 export interface VerifiedClaims {
   sub: string;
-  exp: number | null;
+  exp: number;
   iat: number | null;
   jti?: string;
   rooms: string[];
@@ -41,7 +45,10 @@ export function createTokenVerifier(opts: VerifyOptions): (token: string) => Pro
   } else {
     key = createRemoteJWKSet(new URL(src.url), { cooldownDuration: 30_000 });
   }
+  // A token without `exp` would be good forever, and a revocation is kept for
+  // a bounded time only (REVOCATION_TTL_SECONDS): `exp` is required.
   const verifyOpts = {
+    requiredClaims: ["exp"],
     ...(opts.issuer ? { issuer: opts.issuer } : {}),
     ...(opts.audience ? { audience: opts.audience } : {}),
     ...(algorithms ? { algorithms } : {}),
@@ -68,12 +75,23 @@ export function createTokenVerifier(opts: VerifyOptions): (token: string) => Pro
     if (typeof payload.sub !== "string" || payload.sub.length === 0 || payload.sub.length > 128) {
       return { ok: false, code: "AUTH_INVALID", reason: "no sub claim" };
     }
+    const now = Math.floor(Date.now() / 1000);
+    const exp = payload.exp as number; // required and checked as a number by jose
+    if (typeof payload.iat === "number" && payload.iat > now + (opts.clockSkewS ?? 0)) {
+      return { ok: false, code: "AUTH_INVALID", reason: "iat in the future" };
+    }
+    if (opts.maxLifetimeS !== undefined) {
+      const lifetime = exp - (typeof payload.iat === "number" ? payload.iat : now);
+      if (lifetime > opts.maxLifetimeS) {
+        return { ok: false, code: "AUTH_INVALID", reason: "lifetime over JWT_MAX_LIFETIME_S" };
+      }
+    }
     const rooms = (payload as { rooms?: unknown }).rooms;
     return {
       ok: true,
       claims: {
         sub: payload.sub,
-        exp: typeof payload.exp === "number" ? payload.exp : null,
+        exp,
         iat: typeof payload.iat === "number" ? payload.iat : null,
         ...(typeof payload.jti === "string" ? { jti: payload.jti } : {}),
         rooms: Array.isArray(rooms)

@@ -1,12 +1,13 @@
+import { type IncomingMessage, ServerResponse } from "node:http";
 import type { Router } from "express";
+import type { ClientAddressOf } from "../../shared/client-address.js";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
-import type { ErrorCode } from "../../shared/errors.js";
 import type { Query, WorkerToPrimary } from "../../shared/ipc.js";
-import { metrics } from "../../shared/metrics.js";
 import type { ApiHelpers } from "../api/api-app.js";
 import type { AuthService } from "../auth/auth-service.js";
-import type { GatewayServer, HandshakeRefusal } from "../gateway.js";
+import type { GatewayServer, GatewaySocket } from "../gateway.js";
+import { createAdmission } from "./admission.js";
 import { createEventGuard } from "./event-guard.js";
 import { createHttpGuard } from "./http-guard.js";
 import { createIpDenyList } from "./ip-deny-list.js";
@@ -23,9 +24,11 @@ import { attachTokenLifetime } from "./token-lifetime.js";
  * Everything that protects one worker, wired in one place so that
  * run-worker.ts only passes its pieces along:
  *
- * - handshakes: IP deny list (FORBIDDEN), draining (SHUTTING_DOWN), load
- *   shedding (OVERLOADED), connections per IP (RATE_LIMITED), revoked
- *   tokens (AUTH_REVOKED, through `auth`);
+ * - handshakes, from the first Engine.IO request (admission.ts): IP deny
+ *   list (FORBIDDEN), draining (SHUTTING_DOWN), load shedding (OVERLOADED),
+ *   sessions and handshakes per client address (RATE_LIMITED); the Origin
+ *   of every request with CORS_ORIGINS; revoked tokens (AUTH_REVOKED,
+ *   through `auth`);
  * - sockets: events per socket and payload shape (`hooks`, `attach`),
  *   token expiry and `auth:refresh`, slow consumers;
  * - HTTP API: draining, shedding and pushes per key (`apiGuard`), body
@@ -46,6 +49,8 @@ export interface ProtectionDeps {
   lagP99Ms: () => number;
   /** This worker is shutting down or being restarted. */
   draining: () => boolean;
+  /** The client address of a request (TRUSTED_PROXIES: src/shared/client-address.ts). */
+  clientAddressOf: ClientAddressOf;
   /** With REDIS_URL: the worker's Redis link (rate limits, durable revocations). */
   redis?: SharedRedis | undefined;
 }
@@ -76,25 +81,39 @@ export function createProtection(deps: ProtectionDeps) {
   registerProtectionOpenApi();
   let slowConsumers: { close(): void } | undefined;
 
-  const refuse = (code: ErrorCode, reason: string, retryAfter?: number): HandshakeRefusal => {
-    if (code === "OVERLOADED") metrics.shed.inc({ reason });
-    else if (code === "RATE_LIMITED") metrics.rateLimited.inc({ scope: reason });
-    return retryAfter === undefined ? { code } : { code, retryAfter };
-  };
+  const admission = createAdmission({
+    io,
+    cfg,
+    log: deps.log,
+    clientAddressOf: deps.clientAddressOf,
+    denied: (ip) => denyList.denied(ip),
+    draining: deps.draining,
+    shedder,
+    limits,
+  });
+  if (cfg.corsOrigins !== "*") {
+    // CORS covers neither websockets nor later requests of a session: every
+    // request that carries an Origin is checked, the upgrade included.
+    const allowed = new Set(cfg.corsOrigins);
+    io.engine.use((req: IncomingMessage, res: unknown, next: (err?: Error) => void) => {
+      const origin = req.headers.origin;
+      if (origin === undefined || allowed.has(origin)) return next();
+      // An HTTP request gets Engine.IO's own 403 body; an upgrade, its 400 (a middleware failure).
+      if (!(res instanceof ServerResponse)) return next(new Error("origin not allowed"));
+      res.writeHead(403, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: 4, message: "origin not allowed" }));
+    });
+  }
 
   return {
     /** Pass to attachGateway instead of the plain service: refuses revoked tokens. */
     auth,
     hooks: events.hooks,
-    async admitHandshake(ip: string): Promise<HandshakeRefusal | undefined> {
-      if (denyList.denied(ip)) return refuse("FORBIDDEN", "ip_deny_list");
-      if (deps.draining()) return refuse("SHUTTING_DOWN", "draining", 1);
-      const shed = shedder.reason(true);
-      if (shed) return refuse("OVERLOADED", `handshake_${shed}`, 1);
-      const wait = await limits.connection(ip);
-      if (wait !== undefined) return refuse("RATE_LIMITED", "connections", Math.ceil(wait));
-      return undefined;
-    },
+    /** Socket.IO's `allowRequest` (per-address admission from the first Engine.IO request). */
+    allowRequest: admission.allowRequest,
+    /** For attachGateway: the handshake's verdict and client address. */
+    admission: (socket: GatewaySocket) =>
+      admission.verdictOf(socket.request, socket.handshake.address),
     /** Per-socket parts; call once after attachGateway. */
     attach(): void {
       events.attach(io);
