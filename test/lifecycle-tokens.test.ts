@@ -81,7 +81,7 @@ describe("token lifetime", () => {
     expect(await emitAck<AckT>(s, "register", { userId: "r2" })).toMatchObject({ ok: true });
   });
 
-  it("a token without exp never expires, and refresh reports expiresAt null", async () => {
+  it("a token without exp is refused at refresh (it would never expire); the socket keeps its session", async () => {
     const s = await open(server.publicUrl, await signToken("r3"));
     const { SignJWT } = await import("jose");
     const { TEST_JWT_SECRET } = await import("./support/fixtures.js");
@@ -90,10 +90,11 @@ describe("token lifetime", () => {
       .setSubject("r3")
       .setIssuedAt()
       .sign(new TextEncoder().encode(TEST_JWT_SECRET));
-    expect(await emitAck<AckT>(s, "auth:refresh", { token: noExp })).toEqual({
-      ok: true,
-      expiresAt: null,
+    expect(await emitAck<AckT>(s, "auth:refresh", { token: noExp })).toMatchObject({
+      ok: false,
+      error: { code: "AUTH_INVALID" },
     });
+    expect(s.connected).toBe(true);
   });
 });
 

@@ -162,6 +162,8 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
           (port === "api" && (path === "/ready" || (path !== "/" && internal.handles(path)))))) ||
       // The dashboard's login and logout forms.
       (port === "api" && method === "POST" && path.startsWith("/dashboard/")),
+    // Until the request line: a connection that sends nothing is not kept longer than a stalled one.
+    headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
   });
 
   const allReady = new Promise<void>((resolve) => sup.once("all-ready", resolve));

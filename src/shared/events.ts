@@ -27,7 +27,8 @@ export interface RefreshRequest {
   token: string;
 }
 export interface RefreshOk {
-  expiresAt: number | null;
+  /** Unix seconds: the new token's `exp` (every accepted token has one). */
+  expiresAt: number;
 }
 
 /** Events the server handles itself; every other client event is forwarded. */
@@ -54,8 +55,8 @@ export interface SocketData {
   userId?: string;
   /** The token's `rooms` claim: exact names or `prefix:*` patterns. */
   roomClaims: string[];
-  /** Unix seconds, or null when the token does not expire. */
-  exp: number | null;
+  /** Unix seconds (`exp` is required). */
+  exp: number;
   iat: number | null;
   jti?: string;
   ip: string;

@@ -28,7 +28,9 @@ import type { RateLimits } from "./rate-limits.js";
  */
 
 const REFUSED_SESSION_MS = 2_000;
-const REFUSED_OPEN_MAX = 8;
+// Enough for a NAT'd office reconnecting at once to hear why; few enough
+// that refusals cannot fill a worker.
+const REFUSED_OPEN_MAX = 64;
 
 export interface Verdict {
   ip: string;
@@ -88,7 +90,8 @@ export function createAdmission(deps: AdmissionDeps) {
     let timer: NodeJS.Timeout | undefined;
     if (verdict.refusal) {
       add(refusedOpen, ip, 1);
-      timer = setTimeout(() => conn.close(), REFUSED_SESSION_MS);
+      // Discard: a polling client that never polls again would otherwise hold it 30 s more.
+      timer = setTimeout(() => conn.close(true), REFUSED_SESSION_MS);
       timer.unref();
     }
     conn.once("close", () => {
@@ -131,7 +134,7 @@ export function createAdmission(deps: AdmissionDeps) {
 /** The part of an Engine.IO socket this module uses. */
 interface EngineConn {
   request: http.IncomingMessage;
-  close(): void;
+  close(discard?: boolean): void;
   once(event: "close", listener: () => void): void;
 }
 

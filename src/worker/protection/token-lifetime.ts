@@ -9,8 +9,8 @@ import { disconnectWith, type GatewayServer, type GatewaySocket } from "../gatew
  * Token lifetime on a live socket: `auth:refresh` swaps the socket's token
  * for a newer one of the same `sub` (verified, revocation checked), and a
  * socket whose token expires is disconnected with AUTH_EXPIRED once
- * TOKEN_EXPIRY_GRACE_MS has passed after `exp`. One timer per socket that
- * has an `exp`, cleared on disconnect.
+ * TOKEN_EXPIRY_GRACE_MS has passed after `exp`. One timer per socket,
+ * cleared on disconnect.
  */
 
 /** setTimeout fires at once past 2^31-1 ms (~24.8 days): longer waits are chained. */
@@ -31,7 +31,7 @@ export function attachTokenLifetime(deps: {
     clearTimeout(timers.get(socket.id));
     timers.delete(socket.id);
     const exp = socket.data.exp;
-    if (exp === null || exp === undefined) return;
+    if (exp === undefined) return;
     const due = exp * 1000 + cfg.TOKEN_EXPIRY_GRACE_MS;
     const wait = due - Date.now();
     const timer = setTimeout(
