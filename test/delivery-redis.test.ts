@@ -111,6 +111,10 @@ describe("Redis-backed delivery across two hosts", () => {
     expect(first.body).toMatchObject({ duplicate: false });
     expect(second.body).toMatchObject({ duplicate: true, id: first.body["id"] });
     expect(third.body).toMatchObject({ duplicate: true, id: first.body["id"] });
+    // The same key with another request, on the other host: 409 CONFLICT.
+    const other = await postFresh(hostB.apiUrl, "/api/push", { ...body, payload: 2 });
+    expect(other.status).toBe(409);
+    expect((other.body as { error: { code: string } }).error.code).toBe("CONFLICT");
   });
 
   it("counts acks from tabs on both hosts", async () => {

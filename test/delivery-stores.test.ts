@@ -118,29 +118,34 @@ describe("IdempotencyStore", () => {
   it("accepts a key once within the window and names the first push", () => {
     const c = clock();
     const s = new IdempotencyStore({ windowMs: 1_000, maxKeys: 10, now: c.now });
-    expect(s.claim("k", "id1")).toEqual({ duplicate: false });
-    expect(s.claim("k", "id2")).toEqual({ duplicate: true, originalId: "id1" });
+    expect(s.claim("k", "id1", "fp")).toEqual({ duplicate: false });
+    expect(s.claim("k", "id2", "fp")).toEqual({
+      duplicate: true,
+      originalId: "id1",
+      fingerprint: "fp",
+    });
+    expect(s.claim("k", "id2", "other")).toMatchObject({ duplicate: true, fingerprint: "fp" });
     c.advance(1_000);
-    expect(s.claim("k", "id3")).toEqual({ duplicate: false });
+    expect(s.claim("k", "id3", "fp")).toEqual({ duplicate: false });
   });
 
   it("lets a retry through after the claimer releases, but not after another's release", () => {
     const s = new IdempotencyStore({ windowMs: 1_000, maxKeys: 10 });
-    s.claim("k", "id1");
+    s.claim("k", "id1", "fp");
     s.release("k", "other");
-    expect(s.claim("k", "id2").duplicate).toBe(true);
+    expect(s.claim("k", "id2", "fp").duplicate).toBe(true);
     s.release("k", "id1");
-    expect(s.claim("k", "id3").duplicate).toBe(false);
+    expect(s.claim("k", "id3", "fp").duplicate).toBe(false);
   });
 
   it("forgets the oldest keys past the bound and sweeps expired ones", () => {
     const c = clock();
     const s = new IdempotencyStore({ windowMs: 1_000, maxKeys: 2, now: c.now });
-    s.claim("a", "1");
-    s.claim("b", "2");
-    s.claim("c", "3");
+    s.claim("a", "1", "fp");
+    s.claim("b", "2", "fp");
+    s.claim("c", "3", "fp");
     expect(s.size).toBe(2);
-    expect(s.claim("a", "4").duplicate).toBe(false);
+    expect(s.claim("a", "4", "fp").duplicate).toBe(false);
     c.advance(1_000);
     expect(s.sweep()).toBe(2);
   });

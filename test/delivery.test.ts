@@ -266,6 +266,58 @@ describe("idempotency keys", () => {
   });
 });
 
+describe("idempotency key reused for another request", () => {
+  it("answers 409 CONFLICT naming the key, on either worker; the same request in another key order is a duplicate", async () => {
+    const user = fresh("conflict");
+    const s = await connectRegistered(server.publicUrl, await signToken(user), user);
+    const got = record(s, "pay");
+    const key = `pay-${fresh("k")}`;
+    const first = await postFresh(server.apiUrl, "/api/push", {
+      userId: user,
+      event: "pay",
+      payload: { amount: 10, currency: "EUR" },
+      options: { idempotencyKey: key },
+    });
+    expect(first.status).toBe(202);
+    // The same request, its fields in another order: a retry, answered like the first.
+    const again = await postFresh(server.apiUrl, "/api/push", {
+      options: { idempotencyKey: key },
+      payload: { currency: "EUR", amount: 10 },
+      event: "pay",
+      userId: user,
+    });
+    expect(again.status).toBe(202);
+    expect(again.body).toMatchObject({ duplicate: true, id: first.body["id"] });
+    // Another payload under the same key, on both workers (fresh connections alternate).
+    for (let i = 0; i < 2; i++) {
+      const other = await postFresh(server.apiUrl, "/api/push", {
+        userId: user,
+        event: "pay",
+        payload: { amount: 99, currency: "EUR" },
+        options: { idempotencyKey: key },
+      });
+      expect(other.status).toBe(409);
+      const err = (other.body as { error: { code: string; message: string } }).error;
+      expect(err.code).toBe("CONFLICT");
+      expect(err.message).toContain(key);
+    }
+    // In a batch, the item says so and the others go through.
+    const batch = await server.api("POST", "/api/push/batch", {
+      pushes: [
+        { userId: user, event: "pay", payload: { amount: 1 }, options: { idempotencyKey: key } },
+        { userId: user, event: "pay", payload: "after" },
+      ],
+    });
+    const results = (
+      (await batch.json()) as { results: { status: number; error?: { code: string } }[] }
+    ).results;
+    expect(results.map((r) => r.status)).toEqual([409, 202]);
+    expect(results[0]!.error?.code).toBe("CONFLICT");
+    await waitForCount(s, "pay", () => got.length, 2);
+    expect(got).toEqual([{ amount: 10, currency: "EUR" }, "after"]);
+  });
+});
+
 describe("batch push", () => {
   it("delivers valid items in order and reports each invalid one", async () => {
     const user = fresh("batch");

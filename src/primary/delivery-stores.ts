@@ -50,7 +50,7 @@ export function createDeliveryStores(cfg: Config): Omit<DeliveryStores, "close">
         offline.restore(op.leaseId, op.written ?? 0);
         return null;
       case "idem-claim":
-        return idempotency.claim(op.key, op.id);
+        return idempotency.claim(op.key, op.id, op.fingerprint);
       case "idem-release":
         idempotency.release(op.key, op.id);
         return null;

@@ -101,7 +101,7 @@ export type StoreOp =
   | { op: "offline-confirm"; leaseId: number }
   /** `written`: how many of the lease's messages reached the socket before it went away. */
   | { op: "offline-restore"; leaseId: number; written?: number }
-  | { op: "idem-claim"; key: string; id: string }
+  | { op: "idem-claim"; key: string; id: string; fingerprint: string }
   | { op: "idem-release"; key: string; id: string };
 
 /** Answer to `offline-put` (and the Redis store's put). */
@@ -123,8 +123,14 @@ export interface OfflineTakeResult {
   leaseId?: number;
 }
 
-/** Answer to `idem-claim`. */
-export type IdemClaimResult = { duplicate: false } | { duplicate: true; originalId: string };
+/**
+ * Answer to `idem-claim`: the first claim wins; a later one learns the
+ * winner's id and request fingerprint (absent for keys stored before
+ * fingerprints were kept).
+ */
+export type IdemClaimResult =
+  | { duplicate: false }
+  | { duplicate: true; originalId: string; fingerprint?: string };
 
 export interface QueryReply {
   slot: number;

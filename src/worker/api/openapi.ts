@@ -110,7 +110,11 @@ export function buildOpenApi(schemas: Schemas): Record<string, unknown> {
               "application/json": { schema: { $ref: "#/components/schemas/PushRequest" } },
             },
           },
-          responses: { "202": ok("accepted: { id, target, event, ... }"), ...stdErrors },
+          responses: {
+            "202": ok("accepted: { id, target, event, ... }"),
+            "409": errorResponse("`options.idempotencyKey` was used for a different request"),
+            ...stdErrors,
+          },
         },
       },
       "/api/rooms": {

@@ -21,8 +21,8 @@ export interface DeliveryStore {
   put(userIds: readonly string[], message: StoredMessage): Promise<OfflinePutResult>;
   /** Atomically removes the user's messages: two takes never return the same message. */
   take(userId: string): Promise<TakenMessages>;
-  /** First claim of a key within the window wins; later ones get the winner's id. */
-  claim(key: string, id: string): Promise<IdemClaimResult>;
+  /** First claim of a key within the window wins; later ones get the winner's id and fingerprint. */
+  claim(key: string, id: string, fingerprint: string): Promise<IdemClaimResult>;
   release(key: string, id: string): Promise<void>;
   close(): Promise<void>;
 }

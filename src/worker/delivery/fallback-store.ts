@@ -72,11 +72,11 @@ export function withFallback(
       };
       return merged;
     },
-    claim: (key, id) =>
+    claim: (key, id, fingerprint) =>
       orLocal(
         "claim",
-        () => main.claim(key, id),
-        () => local.claim(key, id),
+        () => main.claim(key, id, fingerprint),
+        () => local.claim(key, id, fingerprint),
       ),
     async release(key, id) {
       await Promise.allSettled([main.release(key, id), local.release(key, id)]);

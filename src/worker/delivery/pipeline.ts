@@ -2,11 +2,13 @@ import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
 import { userRoom } from "../../shared/events.js";
 import type { IdemClaimResult, StoredMessage } from "../../shared/ipc.js";
+import { GatewayError } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
 import type { PushRequest } from "../api/schemas.js";
 import type { GatewayServer } from "../gateway.js";
 import type { PushResult, PushTarget } from "../push-service.js";
 import { emitWithAcks } from "./acks.js";
+import { requestFingerprint } from "./fingerprint.js";
 import type { DeliveryStore } from "./delivery-store.js";
 import type { Presence } from "./presence.js";
 
@@ -173,14 +175,27 @@ export function createDeliveryPipeline(deps: {
         const key = req.options?.idempotencyKey;
         if (key === undefined) return await deliver(req, ctx, dispatched);
         let claim: IdemClaimResult;
+        const fingerprint = requestFingerprint(req);
         try {
-          claim = await store.claim(key, ctx.id);
+          claim = await store.claim(key, ctx.id, fingerprint);
         } catch (err) {
           // Delivering twice beats not delivering: without the store, accept.
           log.warn({ err }, "idempotency store unreachable; push accepted unchecked");
           claim = { duplicate: false };
         }
         if (claim.duplicate) {
+          // A backend bug that reuses a key must not lose the second message silently.
+          if (claim.fingerprint !== undefined && claim.fingerprint !== fingerprint) {
+            throw new GatewayError(
+              "CONFLICT",
+              `idempotencyKey "${key}" was used for a different request within the window`,
+              {
+                details: [
+                  { path: "options.idempotencyKey", message: "reused for another request" },
+                ],
+              },
+            );
+          }
           metrics.pushDuplicates.inc();
           return { id: claim.originalId, target: ctx.kind, event: req.event, duplicate: true };
         }

@@ -67,7 +67,8 @@ export function createPrimaryStore(deps: {
         restore: (written = 0) => call<void>({ op: "offline-restore", leaseId, written }),
       };
     },
-    claim: (key, id) => call<IdemClaimResult>({ op: "idem-claim", key, id }),
+    claim: (key, id, fingerprint) =>
+      call<IdemClaimResult>({ op: "idem-claim", key, id, fingerprint }),
     release: (key, id) => call<void>({ op: "idem-release", key, id }),
     async close() {
       process.off("message", onMessage);

@@ -130,11 +130,17 @@ const SWEEP = `${NOW}
 ${FORGET}
 return sweep()`;
 
-// KEYS: idem key. ARGV: id, windowMs. Returns nil for a first claim, else the winner's id.
+// KEYS: idem key. ARGV: "<id> <fingerprint>", windowMs. Returns nil for a
+// first claim, else the winner's "<id> <fingerprint>" (or "<id>" alone, for
+// a key stored before fingerprints were kept).
 const CLAIM = `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 return redis.call('GET', KEYS[1])`;
 
-const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+// KEYS: idem key. ARGV: id. Deletes the key if that id holds it.
+const RELEASE = `local v = redis.call('GET', KEYS[1])
+if v and (v == ARGV[1] or string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. ' ') then
+  return redis.call('DEL', KEYS[1])
+end
 return 0`;
 
 /** With numberOfKeys unset, the first argument is the number of keys. */
@@ -248,13 +254,19 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
         },
       };
     },
-    async claim(key, id) {
-      const winner = (await s.ssClaim(k(`idem:${key}`), id, opts.idempotencyWindowMs)) as
-        | string
-        | null;
-      return (
-        winner === null ? { duplicate: false } : { duplicate: true, originalId: winner }
-      ) satisfies IdemClaimResult;
+    async claim(key, id, fingerprint) {
+      const held = (await s.ssClaim(
+        k(`idem:${key}`),
+        `${id} ${fingerprint}`,
+        opts.idempotencyWindowMs,
+      )) as string | null;
+      if (held === null) return { duplicate: false } satisfies IdemClaimResult;
+      const [originalId = "", stored] = held.split(" ");
+      return {
+        duplicate: true,
+        originalId,
+        ...(stored ? { fingerprint: stored } : {}),
+      } satisfies IdemClaimResult;
     },
     async release(key, id) {
       await s.ssRelease(k(`idem:${key}`), id);
