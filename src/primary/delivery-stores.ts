@@ -44,7 +44,7 @@ export function createDeliveryStores(cfg: Config): Omit<DeliveryStores, "close">
       case "offline-take":
         return offline.take(op.userId, slot);
       case "offline-confirm":
-        offline.confirm(op.leaseId);
+        offline.confirm(op.leaseId, op.count);
         return null;
       case "offline-restore":
         offline.restore(op.leaseId, op.written ?? 0);

@@ -113,13 +113,18 @@ export class OfflineStore {
     return { messages, expired, leaseId };
   }
 
-  /** The messages were written to the socket: forget them for good. */
-  confirm(leaseId: number): void {
+  /**
+   * The lease's first `count` messages (all by default) were written to the
+   * socket: forget them for good; the lease keeps the rest.
+   */
+  confirm(leaseId: number, count?: number): void {
     const lease = this.leases.get(leaseId);
     if (!lease) return;
+    const done = lease.messages.splice(0, count ?? lease.messages.length);
+    for (const m of done) this.forget(m);
+    if (lease.messages.length > 0) return;
     clearTimeout(lease.timer);
     this.leases.delete(leaseId);
-    for (const m of lease.messages) this.forget(m);
   }
 
   /**

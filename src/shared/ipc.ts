@@ -98,7 +98,8 @@ export interface StoredMessage {
 export type StoreOp =
   | { op: "offline-put"; userIds: string[]; message: StoredMessage }
   | { op: "offline-take"; userId: string }
-  | { op: "offline-confirm"; leaseId: number }
+  /** `count`: how many more of the lease's messages were written (all when absent). */
+  | { op: "offline-confirm"; leaseId: number; count?: number }
   /** `written`: how many of the lease's messages reached the socket before it went away. */
   | { op: "offline-restore"; leaseId: number; written?: number }
   | { op: "idem-claim"; key: string; id: string; fingerprint: string }

@@ -135,6 +135,7 @@ export async function runWorker(cfg: Config): Promise<void> {
     log,
     cluster: multiHost?.cluster ?? cluster,
     send: (m) => cluster.send(m),
+    owner: `${multiHost?.hostId ?? "local"}:${slot}`,
   });
   // One host: pushes to users go only to the workers that hold them
   // (src/primary/user-directory.ts); with Redis the adapter carries them.

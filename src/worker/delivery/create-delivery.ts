@@ -16,7 +16,7 @@ import { createDeliveryPipeline, type DeliveryPipeline } from "./pipeline.js";
 import { createPresence, localPresence, PRESENCE_QUERY } from "./presence.js";
 import { createPrimaryStore } from "./primary-store.js";
 import { createRedisStore } from "./redis-store.js";
-import { createReplayHooks } from "./replay.js";
+import { createReplayHooks, REPLAY_LEASE_MS } from "./replay.js";
 
 /**
  * Wires the delivery guarantees into a worker: which store (the primary's,
@@ -47,6 +47,8 @@ export function createDelivery(deps: {
   cluster: { query(q: Query, timeoutMs: number): Promise<ClusterResult> };
   /** IPC to this host's primary, which keeps the host's store. */
   send(msg: WorkerToPrimary): void;
+  /** `<host id>:<slot>`: who holds the Redis leases of messages being replayed. */
+  owner: string;
 }): Delivery {
   const { io, cfg, cluster, send } = deps;
   const log = deps.log.child({ module: "delivery" });
@@ -68,6 +70,8 @@ export function createDelivery(deps: {
       maxTotalBytes: cfg.OFFLINE_MAX_TOTAL_BYTES,
       idempotencyWindowMs: cfg.IDEMPOTENCY_WINDOW_SECONDS * 1_000,
       commandTimeoutMs: Math.max(cfg.QUERY_TIMEOUT_MS, 500),
+      owner: deps.owner,
+      leaseMs: REPLAY_LEASE_MS,
       onSweep: (n) => metrics.offlineExpired.inc(n),
     });
     redisReady = async (ms) => {

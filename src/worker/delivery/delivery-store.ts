@@ -10,8 +10,11 @@ export interface TakenMessages {
   messages: StoredMessage[];
   /** Messages of this user found expired and removed. */
   expired: number;
-  /** The messages were written to the socket: forget them. */
-  confirm(): Promise<void>;
+  /**
+   * The first `written` messages (all, by default) were written to the
+   * socket: they leave the store. May be called again with a larger count.
+   */
+  confirm(written?: number): Promise<void>;
   /** The messages past the first `written` could not be written: put them back in front. */
   restore(written?: number): Promise<void>;
 }
@@ -19,7 +22,10 @@ export interface TakenMessages {
 export interface DeliveryStore {
   readonly kind: "primary" | "redis";
   put(userIds: readonly string[], message: StoredMessage): Promise<OfflinePutResult>;
-  /** Atomically removes the user's messages: two takes never return the same message. */
+  /**
+   * Atomically leases the user's messages: two takes never return the same
+   * message while its lease holds; it leaves the store once confirmed.
+   */
   take(userId: string): Promise<TakenMessages>;
   /** First claim of a key within the window wins; later ones get the winner's id and fingerprint. */
   claim(key: string, id: string, fingerprint: string): Promise<IdemClaimResult>;

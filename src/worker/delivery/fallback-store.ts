@@ -51,16 +51,18 @@ export function withFallback(
         (a, b) => a.storedAt - b.storedAt,
       );
       const fromRedis = new Set(remote.messages);
+      // Each source's messages keep their order in the merge: the written ones are a prefix of each.
+      const fromRemote = (written: number) =>
+        messages.slice(0, written).filter((m) => fromRedis.has(m)).length;
       const merged: TakenMessages = {
         messages,
         expired: remote.expired + own.expired,
-        confirm: async () => {
-          await Promise.all([remote.confirm(), own.confirm()]);
+        confirm: async (written = messages.length) => {
+          const remoteWritten = fromRemote(written);
+          await Promise.all([remote.confirm(remoteWritten), own.confirm(written - remoteWritten)]);
         },
         restore: async (written = 0) => {
-          // Each source's messages keep their order in the merge: the written ones are a prefix of each.
-          const sent = messages.slice(0, written);
-          const remoteWritten = sent.filter((m) => fromRedis.has(m)).length;
+          const remoteWritten = fromRemote(written);
           await Promise.all([
             // Redis gone since the take: keep its messages on this host rather than lose them.
             remote.restore(remoteWritten).catch(async () => {

@@ -60,11 +60,22 @@ export function createPrimaryStore(deps: {
       const r = await call<OfflineTakeResult>({ op: "offline-take", userId });
       const leaseId = r.leaseId;
       if (leaseId === undefined) return { ...nothingTaken, expired: r.expired };
+      let confirmed = 0;
       return {
         messages: r.messages,
         expired: r.expired,
-        confirm: () => call<void>({ op: "offline-confirm", leaseId }),
-        restore: (written = 0) => call<void>({ op: "offline-restore", leaseId, written }),
+        // The primary's lease holds what is not confirmed yet: counts are sent as increments.
+        async confirm(written = r.messages.length) {
+          if (written <= confirmed) return;
+          await call<void>({ op: "offline-confirm", leaseId, count: written - confirmed });
+          confirmed = written;
+        },
+        restore: (written = 0) =>
+          call<void>({
+            op: "offline-restore",
+            leaseId,
+            written: Math.max(0, written - confirmed),
+          }),
       };
     },
     claim: (key, id, fingerprint) =>

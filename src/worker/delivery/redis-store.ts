@@ -1,6 +1,7 @@
+import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import type { IdemClaimResult, OfflinePutResult, StoredMessage } from "../../shared/ipc.js";
-import { type DeliveryStore, nothingTaken } from "./delivery-store.js";
+import { type DeliveryStore, nothingTaken, type TakenMessages } from "./delivery-store.js";
 import { waitForReady } from "../redis/wait-ready.js";
 
 /**
@@ -15,7 +16,14 @@ import { waitForReady } from "../redis/wait-ready.js";
  * - `index`       ZSET `<userId> <id>` → expiresAt: every live message, for
  *   the total bounds and the expiry sweep.
  * - `sizes`       HASH `<userId> <id>` → payload bytes; `bytes` the sum.
- * - `idem:<key>`  the id of the push that claimed the key (SET NX PX).
+ * - `leased:<userId>` HASH message id → `<lease token> <until ms>`: a take
+ *   leases messages instead of removing them; they leave `q:` only once
+ *   confirmed as written to a socket. A lease past its time, or one whose
+ *   worker was replaced (tokens start with the owner `<host id>:<slot>`),
+ *   is free for the next take: a worker that dies mid-replay loses nothing.
+ * - `owned:<owner>` SET of the users whose messages that worker leased.
+ * - `idem:<key>`  `<id> <request fingerprint>` of the push that claimed the
+ *   key (SET NX PX).
  *
  * Every operation is one Lua script, so each is atomic across hosts: two
  * tabs registering at once on two hosts never both get a message. Times are
@@ -85,45 +93,95 @@ for i = 4, #KEYS do
 end
 return {stored, dropped, refused, expired}`;
 
-// KEYS: queue, index, sizes, bytes. ARGV: userId. Returns {expired, entries...}.
+// KEYS: queue, index, sizes, bytes, leased, owned. ARGV: userId, token,
+// leaseMs. Leases the user's unexpired messages that no live lease holds and
+// returns {expired, entries...}; expired ones leave the queue.
 const TAKE = `${NOW}
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 if #items == 0 then return {0} end
-redis.call('DEL', KEYS[1])
+local leaseMs = tonumber(ARGV[3])
 local out, expired, freed = {0}, 0, 0
 for _, it in ipairs(items) do
   local id, size, exp = string.match(it, '^(%S+) (%d+) (%d+) ')
-  local member = ARGV[1] .. ' ' .. id
-  local live = redis.call('ZSCORE', KEYS[2], member)
-  if live then
-    redis.call('ZREM', KEYS[2], member)
-    redis.call('HDEL', KEYS[3], member)
-    freed = freed + tonumber(size)
-  end
   if tonumber(exp) <= now then
-    if live then expired = expired + 1 end
+    local member = ARGV[1] .. ' ' .. id
+    if redis.call('ZSCORE', KEYS[2], member) then
+      redis.call('ZREM', KEYS[2], member)
+      redis.call('HDEL', KEYS[3], member)
+      freed = freed + tonumber(size)
+      expired = expired + 1
+    end
+    redis.call('LREM', KEYS[1], 1, it)
+    redis.call('HDEL', KEYS[5], id)
   else
-    out[#out + 1] = it
+    local held = redis.call('HGET', KEYS[5], id)
+    local until_ = held and tonumber(string.match(held, ' (%d+)$'))
+    if not until_ or until_ <= now then
+      redis.call('HSET', KEYS[5], id, ARGV[2] .. ' ' .. (now + leaseMs))
+      out[#out + 1] = it
+    end
   end
 end
 if freed > 0 then redis.call('DECRBY', KEYS[4], freed) end
+if #out > 1 then
+  if redis.call('PTTL', KEYS[5]) < leaseMs then redis.call('PEXPIRE', KEYS[5], leaseMs) end
+  redis.call('SADD', KEYS[6], ARGV[1])
+  if redis.call('PTTL', KEYS[6]) < leaseMs then redis.call('PEXPIRE', KEYS[6], leaseMs) end
+end
 out[1] = expired
 return out`;
 
-// KEYS: queue, index, sizes, bytes. ARGV: userId, entries oldest first.
-const RESTORE = `local longest = 0
-for i = #ARGV, 2, -1 do
-  local it = ARGV[i]
-  local id, size, exp = string.match(it, '^(%S+) (%d+) (%d+) ')
-  local member = ARGV[1] .. ' ' .. id
-  redis.call('LPUSH', KEYS[1], it)
-  redis.call('ZADD', KEYS[2], tonumber(exp), member)
-  redis.call('HSET', KEYS[3], member, size)
-  redis.call('INCRBY', KEYS[4], tonumber(size))
-  if tonumber(exp) > longest then longest = tonumber(exp) end
+// KEYS: queue, index, sizes, bytes, leased. ARGV: userId, token, ids. The
+// messages were written to a socket: they leave the store, if this lease
+// still holds them (a lease taken over after its timeout is not ours).
+const CONFIRM = `local mine = {}
+for i = 3, #ARGV do
+  local held = redis.call('HGET', KEYS[5], ARGV[i])
+  if held and string.sub(held, 1, #ARGV[2] + 1) == ARGV[2] .. ' ' then
+    mine[ARGV[i]] = true
+    redis.call('HDEL', KEYS[5], ARGV[i])
+  end
 end
-if longest > 0 then redis.call('PEXPIREAT', KEYS[1], longest) end
-return 1`;
+local freed = 0
+for _, it in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local id, size = string.match(it, '^(%S+) (%d+) ')
+  if mine[id] then
+    redis.call('LREM', KEYS[1], 1, it)
+    local member = ARGV[1] .. ' ' .. id
+    if redis.call('ZSCORE', KEYS[2], member) then
+      redis.call('ZREM', KEYS[2], member)
+      redis.call('HDEL', KEYS[3], member)
+      freed = freed + tonumber(size)
+    end
+  end
+end
+if freed > 0 then redis.call('DECRBY', KEYS[4], freed) end
+return freed`;
+
+// KEYS: leased. ARGV: token, ids. Not written: the next take gets them.
+const UNLEASE = `local n = 0
+for i = 2, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return n`;
+
+// KEYS: owned. ARGV: leased key prefix, owner. A worker that took the
+// place of a dead one (same host, same slot) frees its predecessor's leases.
+const UNLEASE_OWNER = `local n = 0
+for _, userId in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[1] .. userId
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if string.sub(all[i + 1], 1, #ARGV[2] + 1) == ARGV[2] .. ':' then
+      n = n + redis.call('HDEL', key, all[i])
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+return n`;
 
 // KEYS: index, sizes, bytes.
 const SWEEP = `${NOW}
@@ -148,7 +206,9 @@ type Script = (...args: (string | number)[]) => Promise<unknown>;
 interface Scripts {
   ssPut: Script;
   ssTake: Script;
-  ssRestore: Script;
+  ssConfirm: Script;
+  ssUnlease: Script;
+  ssUnleaseOwner: Script;
   ssSweep: Script;
   ssClaim: Script;
   ssRelease: Script;
@@ -163,6 +223,13 @@ export interface RedisStoreOptions {
   idempotencyWindowMs: number;
   /** A command not answered within this fails (the caller falls back). */
   commandTimeoutMs: number;
+  /**
+   * Who takes messages (`<host id>:<slot>`): the same for a worker and the
+   * one that replaces it, which frees the leases of its predecessor.
+   */
+  owner: string;
+  /** A lease not confirmed within this is free for the next take (a whole host gone). */
+  leaseMs: number;
   /** Expired messages removed by a sweep, for the metrics. */
   onSweep?: (expired: number) => void;
 }
@@ -202,7 +269,9 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
   redis.on("error", () => {});
   redis.defineCommand("ssPut", { lua: PUT });
   redis.defineCommand("ssTake", { lua: TAKE });
-  redis.defineCommand("ssRestore", { lua: RESTORE });
+  redis.defineCommand("ssConfirm", { lua: CONFIRM });
+  redis.defineCommand("ssUnlease", { lua: UNLEASE, numberOfKeys: 1 });
+  redis.defineCommand("ssUnleaseOwner", { lua: UNLEASE_OWNER, numberOfKeys: 1 });
   redis.defineCommand("ssSweep", { lua: SWEEP, numberOfKeys: 3 });
   redis.defineCommand("ssClaim", { lua: CLAIM, numberOfKeys: 1 });
   redis.defineCommand("ssRelease", { lua: RELEASE, numberOfKeys: 1 });
@@ -212,15 +281,20 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
   const totals = [k("index"), k("sizes"), k("bytes")];
   const queue = (userId: string) => k(`q:${userId}`);
 
-  const restore = async (userId: string, entries: string[]) => {
-    const keys = [queue(userId), ...totals];
-    await s.ssRestore(keys.length, ...keys, userId, ...entries);
-  };
+  const leased = (userId: string) => k(`leased:${userId}`);
+  const owned = k(`owned:${opts.owner}`);
+  let leases = 0;
 
   return {
     kind: "redis",
     redis,
-    ready: (ms) => waitForReady(redis, ms),
+    async ready(ms) {
+      const up = await waitForReady(redis, ms);
+      // This worker replaces any earlier one of its slot on this host: what
+      // that one had taken and not confirmed is free for the next take.
+      if (up) await s.ssUnleaseOwner(owned, k("leased:"), opts.owner).catch(() => {});
+      return up;
+    },
     async put(userIds, message) {
       const users = [...new Set(userIds)];
       const keys = [...totals, ...users.map(queue)];
@@ -241,18 +315,34 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
       return { stored: r[0]!, droppedOldest: r[1]!, refused: r[2]! } satisfies OfflinePutResult;
     },
     async take(userId) {
-      const keys = [queue(userId), ...totals];
-      const r = (await s.ssTake(keys.length, ...keys, userId)) as [number, ...string[]];
+      const keys = [queue(userId), ...totals, leased(userId), owned];
+      leases += 1;
+      const token = `${opts.owner}:${leases}:${randomBytes(4).toString("hex")}`;
+      const r = (await s.ssTake(keys.length, ...keys, userId, token, opts.leaseMs)) as [
+        number,
+        ...string[],
+      ];
       const [expired, ...entries] = r;
       if (entries.length === 0) return { ...nothingTaken, expired };
-      return {
-        messages: entries.map(parseEntry),
-        expired,
-        confirm: async () => {},
-        restore: async (written = 0) => {
-          if (written < entries.length) await restore(userId, entries.slice(written));
-        },
+      const messages = entries.map(parseEntry);
+      let confirmed = 0;
+      const confirm = async (written = messages.length) => {
+        const ids = messages.slice(confirmed, written).map((m) => m.id);
+        if (ids.length === 0) return;
+        const cKeys = [queue(userId), ...totals, leased(userId)];
+        await s.ssConfirm(cKeys.length, ...cKeys, userId, token, ...ids);
+        confirmed = written;
       };
+      return {
+        messages,
+        expired,
+        confirm,
+        async restore(written = 0) {
+          await confirm(written);
+          const ids = messages.slice(Math.max(written, confirmed)).map((m) => m.id);
+          if (ids.length > 0) await s.ssUnlease(leased(userId), token, ...ids);
+        },
+      } satisfies TakenMessages;
     },
     async claim(key, id, fingerprint) {
       const held = (await s.ssClaim(

@@ -11,13 +11,26 @@ import type { DeliveryStore, TakenMessages } from "./delivery-store.js";
  *
  * Before the ack: take the messages (atomic in the store: of two tabs
  * registering at once, one gets them) and report their number as
- * `replayed`. After the ack: write them to this socket, oldest first, then
- * confirm. The writes are paced by the socket's output buffer, so a long
- * backlog of large payloads does not trip the slow-consumer limit; if the
- * socket goes away meanwhile, what was not written goes back to the store.
+ * `replayed`. Taking is a lease, not a removal. After the ack: write them to
+ * this socket, oldest first, confirming as they are written (a confirmed
+ * message leaves the store). The writes are paced by the socket's output
+ * buffer, so a long backlog of large payloads does not trip the
+ * slow-consumer limit; if the socket goes away meanwhile, what was not
+ * written goes back to the store, and if the worker dies, its lease does
+ * (the primary frees it on exit; with Redis, the replacement worker does).
+ * At least once: a message written but not yet confirmed comes again.
  */
 
 const MAX_REPLAY_MS = 30_000;
+/**
+ * How long taken messages stay leased without a confirmation before any take
+ * may have them again: longer than a replay may last. A worker that dies is
+ * not waited for (its replacement frees its leases at start); this is for a
+ * host that vanished whole.
+ */
+export const REPLAY_LEASE_MS = MAX_REPLAY_MS * 2;
+/** Try to confirm written messages at least this often, so a crash repeats few of them. */
+const CONFIRM_EVERY = 8;
 
 interface EngineConn {
   writeBuffer: { data?: unknown }[];
@@ -61,18 +74,44 @@ export function createReplayHooks(deps: {
   const log = deps.log.child({ module: "replay" });
   const taken = new WeakMap<GatewaySocket, TakenMessages>();
 
+  /**
+   * Writes the messages in order and confirms them as they reach the TCP
+   * socket: whenever the socket's user-space output is empty, everything
+   * emitted so far has been handed to the kernel, and that prefix is
+   * confirmed (every few messages, and while waiting for the client to read).
+   * A worker that dies mid-replay so leaves leased only what may still have
+   * been in its own memory; that comes back on the next register. Returns
+   * how many were confirmed.
+   */
   async function write(socket: GatewaySocket, t: TakenMessages): Promise<number> {
     const deadline = Date.now() + MAX_REPLAY_MS;
     let written = 0;
-    for (const m of t.messages) {
-      while (socket.connected && buffered(socket) > deps.highWaterBytes && Date.now() < deadline) {
-        await drained(socket);
+    let confirmed = 0;
+    const confirmFlushed = async () => {
+      if (written > confirmed && buffered(socket) === 0) {
+        await t.confirm(written);
+        confirmed = written;
       }
+    };
+    const waitWhile = async (cond: () => boolean) => {
+      while (socket.connected && cond() && Date.now() < deadline) {
+        await drained(socket);
+        await confirmFlushed();
+      }
+    };
+    for (const m of t.messages) {
+      await waitWhile(() => buffered(socket) > deps.highWaterBytes);
       if (!socket.connected || Date.now() >= deadline) break;
       socket.emit(m.event, JSON.parse(m.payloadJson) as unknown);
       written += 1;
+      if (written - confirmed >= CONFIRM_EVERY) {
+        await drained(socket);
+        await confirmFlushed();
+      }
     }
-    return written;
+    await waitWhile(() => buffered(socket) > 0);
+    await confirmFlushed();
+    return confirmed;
   }
 
   return {
@@ -93,7 +132,14 @@ export function createReplayHooks(deps: {
       const t = taken.get(socket);
       if (!t) return;
       taken.delete(socket);
-      const written = await write(socket, t);
+      let written = 0; // confirmed: emitted and handed to the kernel
+      try {
+        written = await write(socket, t);
+      } catch (err) {
+        // A confirmation failed (store unreachable): the lease times out and they come again.
+        log.warn({ err }, "could not confirm a replay");
+        return;
+      }
       if (written > 0) metrics.offlineReplayed.inc(written);
       if (written === t.messages.length) {
         await t.confirm().catch((err: unknown) => log.warn({ err }, "could not confirm a replay"));
