@@ -112,6 +112,18 @@ describe("OfflineStore", () => {
     expect(s.releaseOwner(3)).toBe(0);
     expect(s.take("u", 1).messages).toEqual([]);
   });
+
+  it("confirms a lease as it is written: a worker that exits then gives back only the rest", () => {
+    const c = clock();
+    const s = new OfflineStore(limits, { now: c.now });
+    for (const id of ["a", "b", "c"]) s.put(["u"], msg(id, c.now()));
+    const t = s.take("u", 5);
+    s.confirm(t.leaseId!, 1);
+    s.confirm(t.leaseId!, 1);
+    expect(s.size.messages).toBe(1);
+    expect(s.releaseOwner(5)).toBe(1);
+    expect(s.take("u", 1).messages.map((m) => m.id)).toEqual(["c"]);
+  });
 });
 
 describe("IdempotencyStore", () => {
