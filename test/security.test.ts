@@ -1,12 +1,17 @@
 import http from "node:http";
 import net from "node:net";
-import { SignJWT } from "jose";
+import { exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { connectRegistered, emitAck, nextEvent } from "./support/client.js";
-import { signToken, TEST_API_KEY, TEST_JWT_SECRET } from "./support/fixtures.js";
+import {
+  signToken,
+  TEST_API_KEY,
+  TEST_DASHBOARD_TOKEN,
+  TEST_JWT_SECRET,
+} from "./support/fixtures.js";
 import { closeOpened, open, refused, until } from "./support/protection.js";
-import { readBody, useServer } from "./support/server.js";
+import { readBody, startServer, useServer } from "./support/server.js";
 
 // Issue 13's holes, each reproduced from outside against a real cluster: a
 // server started the way operators often do (their own JWT_SECRET and
@@ -358,5 +363,28 @@ describe("CORS_ORIGINS and API_HOST", () => {
     await expect(get(`http://127.0.0.1:${server.apiPort}`, "/ready")).rejects.toThrow(
       /ECONNREFUSED/,
     );
+  });
+});
+
+describe("production with a public key and no JWT_AUDIENCE", () => {
+  it("starts, and warns that any token of that key is accepted", async () => {
+    const { publicKey } = await generateKeyPair("ES256");
+    const server = await startServer({
+      workers: 1,
+      bare: true,
+      env: {
+        NODE_ENV: "production",
+        JWT_PUBLIC_KEY: await exportSPKI(publicKey),
+        API_KEYS: TEST_API_KEY,
+        DASHBOARD_TOKEN: TEST_DASHBOARD_TOKEN,
+        CORS_ORIGINS: "https://app.example",
+      },
+    });
+    try {
+      expect(server.output()).toMatch(/JWT_AUDIENCE is not set/);
+      expect(server.output()).toMatch(/demo page and \/demo\/token: off/);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
   });
 });
