@@ -27,7 +27,7 @@ import type { RedisLink } from "./redis-link.js";
 export interface HostsClusterDeps {
   link: RedisLink;
   /** This host's own cluster client (the primary's QueryHub over IPC). */
-  local: Pick<ClusterClient, "query" | "send">;
+  local: ClusterClient;
   hostId: string;
   /** Key and channel prefix, e.g. "socket-server". */
   prefix: string;
@@ -35,7 +35,7 @@ export interface HostsClusterDeps {
   registryIntervalMs?: number;
 }
 
-export interface HostsCluster extends Pick<ClusterClient, "query" | "send"> {
+export interface HostsCluster extends ClusterClient {
   /** Other hosts seen in the registry recently (the last view while Redis is down). */
   otherHosts(): string[];
   /** Registers this host and reads the registry now (also every registryIntervalMs). */
@@ -252,7 +252,6 @@ export function createHostsCluster(deps: HostsClusterDeps): HostsCluster {
   }
 
   return {
-    send: local.send,
     otherHosts: () => [...others],
     refresh,
     announce: () => announce(),
