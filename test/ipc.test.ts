@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createIpcHub } from "../src/primary/ipc-hub.js";
 import type { Supervisor } from "../src/primary/supervisor.js";
 import {
+  CLUSTER_QUERY_KINDS,
   isPrimaryToWorker,
   isWorkerToPrimary,
   PRIMARY_CALLS,
@@ -201,6 +202,22 @@ describe("the tags", () => {
       expect(isWorkerToPrimary(msg)).toBe(false);
       expect(isPrimaryToWorker(msg)).toBe(false);
     }
+  });
+
+  it("the kinds another host may ask are the workers' queries, not the primary's own", () => {
+    expect([...CLUSTER_QUERY_KINDS].sort()).toEqual(
+      [
+        "custom",
+        "disconnect-user",
+        "join",
+        "leave",
+        "revoke",
+        "room",
+        "rooms",
+        "status",
+        "user",
+      ].sort(),
+    );
   });
 });
 

@@ -29,6 +29,31 @@ export type Query =
   | { kind: "dashboard"; logsAfter: Record<string, number> }
   | { kind: "dashboard-rooms"; after?: string; limit: number; prefix?: string; userRooms: boolean };
 
+/**
+ * Who puts each kind of query: "workers" (the HTTP API; with REDIS_URL also
+ * to every other host) or only "primary" (its own observability). Keyed by
+ * the Query union, so that a new kind has to be placed here.
+ */
+const QUERY_ASKED_BY: Record<Query["kind"], "workers" | "primary"> = {
+  user: "workers",
+  rooms: "workers",
+  room: "workers",
+  status: "workers",
+  join: "workers",
+  leave: "workers",
+  "disconnect-user": "workers",
+  revoke: "workers",
+  custom: "workers",
+  metrics: "primary",
+  dashboard: "primary",
+  "dashboard-rooms": "primary",
+};
+
+/** The kinds a worker puts to the cluster, the only ones another host may ask of this one. */
+export const CLUSTER_QUERY_KINDS: ReadonlySet<string> = new Set(
+  Object.keys(QUERY_ASKED_BY).filter((k) => QUERY_ASKED_BY[k as Query["kind"]] === "workers"),
+);
+
 /** The merged answer to a query: one reply per worker, and the workers that gave none. */
 export interface QueryResult {
   replies: QueryReply[];

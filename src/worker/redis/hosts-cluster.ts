@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import type { Query, QueryReply } from "../../shared/ipc.js";
+import { CLUSTER_QUERY_KINDS, type Query, type QueryReply } from "../../shared/ipc.js";
 import type { ClusterClient, ClusterResult } from "../cluster-client.js";
 import type { RedisLink } from "./redis-link.js";
 
@@ -74,18 +74,6 @@ interface RemoteReply {
   missing: number[];
 }
 
-const QUERY_KINDS = new Set<Query["kind"]>([
-  "user",
-  "rooms",
-  "room",
-  "status",
-  "join",
-  "leave",
-  "disconnect-user",
-  "revoke",
-  "custom",
-]);
-
 function isRequest(v: unknown): v is RemoteRequest {
   const r = v as RemoteRequest;
   return (
@@ -97,7 +85,7 @@ function isRequest(v: unknown): v is RemoteRequest {
     typeof r.budgetMs === "number" &&
     typeof r.q === "object" &&
     r.q !== null &&
-    QUERY_KINDS.has(r.q.kind)
+    CLUSTER_QUERY_KINDS.has(r.q.kind)
   );
 }
 
