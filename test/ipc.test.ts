@@ -311,7 +311,12 @@ channel.send({ t: "ss:ready", slot: 0 });
   function primaryEnd(child: ChildProcess) {
     const rpc = createRpcClient<PrimaryCalls>({
       peer: "the child",
-      send: (m) => child.connected && child.send(m),
+      // send() returns false on a long backlog too, but still sends: only a closed channel fails.
+      send: (m) => {
+        if (!child.connected) return false;
+        child.send(m);
+        return true;
+      },
     });
     const ready = new Promise<void>((resolve) => {
       child.on("message", (msg: unknown) => {
