@@ -1,13 +1,14 @@
 import type { Logger } from "pino";
 import type { Config } from "../shared/config.js";
-import type { StoreOp } from "../shared/ipc.js";
+import type { StoreOp, StoreResult } from "../shared/ipc.js";
 import { metrics } from "../shared/metrics.js";
 import { IdempotencyStore } from "./idempotency-store.js";
 import { OfflineStore } from "./offline-store.js";
+import type { IpcHub } from "./ipc-hub.js";
 import type { Supervisor } from "./supervisor.js";
 
 /**
- * The primary's side of the delivery stores: answers `ss:store` operations
+ * The primary's side of the delivery stores: answers `ss:store` requests
  * from the workers, gives a dead worker's leases back, and sweeps expired
  * entries. The primary outlives every worker, which is what makes these
  * stores survive a worker crash on a host without Redis.
@@ -19,7 +20,7 @@ const LEASE_TIMEOUT_MS = 60_000;
 export interface DeliveryStores {
   offline: OfflineStore;
   idempotency: IdempotencyStore;
-  handle(slot: number, op: StoreOp): unknown;
+  handle(slot: number, op: StoreOp): StoreResult;
   close(): void;
 }
 
@@ -37,7 +38,7 @@ export function createDeliveryStores(cfg: Config): Omit<DeliveryStores, "close">
     windowMs: cfg.IDEMPOTENCY_WINDOW_SECONDS * 1_000,
     maxKeys: cfg.IDEMPOTENCY_MAX_KEYS,
   });
-  const handle = (slot: number, op: StoreOp): unknown => {
+  const handle = (slot: number, op: StoreOp): StoreResult => {
     switch (op.op) {
       case "offline-put":
         return offline.put(op.userIds, op.message);
@@ -60,21 +61,21 @@ export function createDeliveryStores(cfg: Config): Omit<DeliveryStores, "close">
 }
 
 export function attachDeliveryStores(deps: {
+  ipc: IpcHub;
   sup: Supervisor;
   cfg: Config;
   log: Logger;
 }): DeliveryStores {
-  const { sup, cfg } = deps;
+  const { ipc, sup, cfg } = deps;
   const log = deps.log.child({ module: "delivery-stores" });
   const stores = createDeliveryStores(cfg);
 
-  sup.on("message", (slot, msg) => {
-    if (msg.t !== "ss:store") return;
+  ipc.answer("ss:store", (slot, { op }) => {
     try {
-      sup.send(slot, { t: "ss:store-result", id: msg.id, result: stores.handle(slot, msg.op) });
+      return stores.handle(slot, op);
     } catch (err) {
-      log.error({ err, op: msg.op.op }, "store operation failed");
-      sup.send(slot, { t: "ss:store-result", id: msg.id, result: null, error: String(err) });
+      log.error({ err, op: op.op }, "store operation failed");
+      throw err;
     }
   });
   sup.on("exit", (slot) => {

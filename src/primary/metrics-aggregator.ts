@@ -8,16 +8,9 @@ import {
   primaryMetrics,
   primaryRegistry,
 } from "../shared/metrics.js";
-import {
-  METRICS_SCRAPE_REQUEST,
-  METRICS_SCRAPE_RESULT,
-  type MetricJson,
-  type MetricsAnswer,
-  type MetricsJson,
-  type ScrapeRequest,
-  type ScrapeResult,
-} from "../shared/observability.js";
+import type { MetricJson, MetricsAnswer, MetricsJson } from "../shared/observability.js";
 import { writeHttpError } from "../shared/http-error.js";
+import type { IpcHub } from "./ipc-hub.js";
 import type { QueryHub } from "./queries.js";
 import type { Supervisor } from "./supervisor.js";
 
@@ -102,6 +95,7 @@ export interface MetricsAggregator {
 
 export function createMetricsAggregator(deps: {
   hub: QueryHub;
+  ipc: IpcHub;
   sup: Supervisor;
   timeoutMs: number;
   log: Logger;
@@ -193,16 +187,10 @@ export function createMetricsAggregator(deps: {
   };
 
   // A scrape that reached a worker on a keep-alive API connection.
-  sup.on("message", (slot, msg) => {
-    if (msg.t !== "ss:custom" || msg.name !== METRICS_SCRAPE_REQUEST) return;
-    const { id } = msg.data as ScrapeRequest;
-    const reply = (data: ScrapeResult) =>
-      sup.send(slot, { t: "ss:custom", name: METRICS_SCRAPE_RESULT, data });
-    scrape().then(
-      (text) => reply({ id, text, contentType: primaryRegistry.contentType }),
-      (err: unknown) => reply({ id, error: String(err) }),
-    );
-  });
+  deps.ipc.answer("ss:scrape", async () => ({
+    text: await scrape(),
+    contentType: primaryRegistry.contentType,
+  }));
 
   return {
     scrape,

@@ -1,84 +1,51 @@
-import type { Query, QueryReply } from "../shared/ipc.js";
+import type { Query, QueryReply, QueryResult } from "../shared/ipc.js";
+import { RpcError } from "../shared/ipc-rpc.js";
+import type { IpcHub } from "./ipc-hub.js";
 import type { Supervisor } from "./supervisor.js";
 
 /**
- * Fans a query out to every live worker and collects the answers. It never
- * waits on a worker that is gone: a worker that exits while a query is open
- * is counted as missing at once, and one that is stuck is counted as missing
+ * Fans a query out to every live worker and collects the answers, for the
+ * primary's own needs and for workers that ask (`ss:query`). It never waits
+ * on a worker that is gone: a worker that exits while a query is open is
+ * counted as missing at once, and one that is stuck is counted as missing
  * at the deadline. (The cluster adapter's own fetchSockets waits ~5 s on a
  * dead worker, which is why room and user queries do not use it.)
  */
 
-export interface QueryResult {
-  replies: QueryReply[];
-  missing: number[];
+export interface QueryHub {
+  run(q: Query, timeoutMs: number): Promise<QueryResult>;
 }
 
-interface Pending {
-  waiting: Set<number>;
-  replies: QueryReply[];
-  missing: number[];
-  timer: NodeJS.Timeout;
-  done: (r: QueryResult) => void;
-}
+export function createQueryHub(deps: { ipc: IpcHub; sup: Supervisor }): QueryHub {
+  const { ipc, sup } = deps;
 
-export class QueryHub {
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
-
-  constructor(private readonly sup: Supervisor) {
-    sup.on("message", (slot, msg) => {
-      if (msg.t !== "ss:reply") return;
-      const p = this.pending.get(msg.id);
-      if (!p?.waiting.delete(slot)) return;
-      p.replies.push(
-        msg.error ? { slot, result: msg.result, error: msg.error } : { slot, result: msg.result },
-      );
-      this.settleIfDone(msg.id, p);
-    });
-    sup.on("exit", (slot) => {
-      for (const [id, p] of this.pending) {
-        if (p.waiting.delete(slot)) {
-          p.missing.push(slot);
-          this.settleIfDone(id, p);
+  async function run(q: Query, timeoutMs: number): Promise<QueryResult> {
+    const live = sup.liveSlots();
+    const replies: QueryReply[] = [];
+    const missing: number[] = [];
+    await Promise.all(
+      sup.slots.map(async ({ slot, ready }) => {
+        if (!live.has(slot) || !ready) {
+          missing.push(slot);
+          return;
         }
-      }
-    });
-  }
-
-  run(q: Query, timeoutMs: number): Promise<QueryResult> {
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      const slots = this.sup.liveSlots();
-      const p: Pending = {
-        waiting: new Set(),
-        replies: [],
-        missing: [],
-        done: resolve,
-        timer: setTimeout(() => {
-          p.missing.push(...p.waiting);
-          p.waiting.clear();
-          this.settleIfDone(id, p);
-        }, timeoutMs),
-      };
-      this.pending.set(id, p);
-      for (const s of this.sup.slots) {
-        if (slots.has(s.slot) && s.ready && this.sup.send(s.slot, { t: "ss:query", id, q })) {
-          p.waiting.add(s.slot);
-        } else {
-          p.missing.push(s.slot);
+        try {
+          replies.push({ slot, result: await ipc.call(slot, "ss:local-query", { q }, timeoutMs) });
+        } catch (err) {
+          // The worker's own failure is its answer; silence or an exit makes it missing.
+          if (err instanceof RpcError && err.code === "remote") {
+            replies.push({ slot, result: null, error: err.message });
+          } else {
+            missing.push(slot);
+          }
         }
-      }
-      this.settleIfDone(id, p);
-    });
+      }),
+    );
+    missing.sort((a, b) => a - b);
+    replies.sort((a, b) => a.slot - b.slot);
+    return { replies, missing };
   }
 
-  private settleIfDone(id: number, p: Pending): void {
-    if (p.waiting.size > 0) return;
-    clearTimeout(p.timer);
-    this.pending.delete(id);
-    p.missing.sort((a, b) => a - b);
-    p.replies.sort((a, b) => a.slot - b.slot);
-    p.done({ replies: p.replies, missing: p.missing });
-  }
+  ipc.answer("ss:query", (_slot, { q, timeoutMs }) => run(q, timeoutMs));
+  return { run };
 }

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
-import { REVOCATION_LEARNED_MESSAGE, REVOCATIONS_MESSAGE } from "../shared/protection-messages.js";
-import { isRevocationEntry, RevocationList } from "../shared/revocation-list.js";
+import { RevocationList } from "../shared/revocation-list.js";
+import type { IpcHub } from "./ipc-hub.js";
 import type { Supervisor } from "./supervisor.js";
 
 /**
@@ -11,26 +11,38 @@ import type { Supervisor } from "./supervisor.js";
  * ready — before the balancer can give it a connection, since both travel
  * in order on the same IPC channel.
  */
-export function keepRevocations(sup: Supervisor, log: Logger): { size(): number } {
+
+/** The worker applies the list as it receives it; its answer only tells the log. */
+const HANDOVER_TIMEOUT_MS = 10_000;
+
+export function keepRevocations(deps: { ipc: IpcHub; sup: Supervisor; log: Logger }): {
+  size(): number;
+} {
+  const { ipc, log } = deps;
   const list = new RevocationList();
   const now = () => Math.floor(Date.now() / 1000);
 
-  sup.on("message", (_slot, msg) => {
-    if (msg.t === "ss:query" && msg.q.kind === "revoke") {
-      list.add(msg.q, now());
-    } else if (
-      msg.t === "ss:custom" &&
-      msg.name === REVOCATION_LEARNED_MESSAGE &&
-      isRevocationEntry(msg.data)
-    ) {
-      list.add(msg.data, now());
-    }
+  ipc.on("ss:query", (_slot, { q }) => {
+    if (q.kind === "revoke") list.add(q, now());
   });
-  sup.on("ready", (slot) => {
+  ipc.on("ss:revocation-learned", (_slot, { entry }) => {
+    list.add(entry, now());
+  });
+  deps.sup.on("ready", (slot) => {
     const entries = list.entries(now());
     if (entries.length === 0) return;
-    sup.send(slot, { t: "ss:custom", name: REVOCATIONS_MESSAGE, data: entries });
-    log.debug({ slot, entries: entries.length }, "revocations handed to a starting worker");
+    ipc.call(slot, "ss:revocations", { entries }, HANDOVER_TIMEOUT_MS).then(
+      ({ added }) =>
+        log.debug(
+          { slot, entries: entries.length, added },
+          "revocations handed to a starting worker",
+        ),
+      (err: unknown) =>
+        log.warn(
+          { err, slot, entries: entries.length },
+          "a starting worker did not take the revocations",
+        ),
+    );
   });
   const prune = setInterval(() => list.prune(now()), 60_000);
   prune.unref();

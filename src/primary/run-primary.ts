@@ -1,17 +1,17 @@
 import cluster from "node:cluster";
 import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
 import type { Config } from "../shared/config.js";
-import type { PrimaryToWorker, WorkerToPrimary } from "../shared/ipc.js";
+import type { PrimaryMessage } from "../shared/ipc.js";
 import { createLogRing } from "../shared/log-ring.js";
 import { initLogger, loggerOptionsFrom } from "../shared/logger.js";
-import { RESTART_WORKERS_MESSAGE } from "../shared/protection-messages.js";
 import { createBalancer, type PortKind } from "./balancer.js";
 import { createDashboard } from "./dashboard/routes.js";
 import { attachDeliveryStores } from "./delivery-stores.js";
 import { createHandoff } from "./handoff.js";
 import { createInternalHttp } from "./internal-http.js";
+import { createIpcHub } from "./ipc-hub.js";
 import { createMetricsAggregator } from "./metrics-aggregator.js";
-import { QueryHub } from "./queries.js";
+import { createQueryHub } from "./queries.js";
 import { attachUserDirectory } from "./user-directory.js";
 import { keepRevocations } from "./revocation-keeper.js";
 import { Supervisor } from "./supervisor.js";
@@ -51,13 +51,16 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     backoffMaxMs: cfg.WORKER_RESTART_BACKOFF_MAX_MS,
     maxCrashes: cfg.WORKER_MAX_CRASHES,
   });
-  const hub = new QueryHub(sup);
+  // Every message from the workers goes through this one hub (src/primary/ipc-hub.ts).
+  const ipc = createIpcHub(sup);
+  // Cluster queries: the primary's own, and the ones workers ask it to fan out.
+  const hub = createQueryHub({ ipc, sup });
   // Where each user's sockets are, so a push to a user reaches only those workers.
-  attachUserDirectory(sup);
+  attachUserDirectory({ ipc, sup });
   // Revocations outlive worker restarts (src/primary/revocation-keeper.ts).
-  keepRevocations(sup, log);
+  keepRevocations({ ipc, sup, log });
   // The host's offline queue and idempotency keys: here, so a worker crash loses nothing.
-  const deliveryStores = attachDeliveryStores({ sup, cfg, log });
+  const deliveryStores = attachDeliveryStores({ ipc, sup, cfg, log });
   let draining = false;
   let listening = false;
   let boundPorts: { publicPort?: number; apiPort?: number } = {};
@@ -86,6 +89,7 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   });
   const metricsAggregator = createMetricsAggregator({
     hub,
+    ipc,
     sup,
     timeoutMs: cfg.QUERY_TIMEOUT_MS,
     log,
@@ -102,19 +106,11 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   });
   internal.route("/dashboard", dashboard.handle);
 
-  sup.on("message", (slot, msg: WorkerToPrimary) => {
-    if (msg.t === "ss:query") {
-      void hub.run(msg.q, msg.timeoutMs).then(({ replies, missing }) => {
-        sup.send(slot, { t: "ss:query-result", id: msg.id, replies, missing });
-      });
-    }
-  });
-
   let pushedReasons = "";
   const pushState = () => {
     const r = readiness();
     pushedReasons = r.reasons.join("\n");
-    const state: PrimaryToWorker = {
+    const state: PrimaryMessage = {
       t: "ss:state",
       ready: r.ready,
       draining,
@@ -123,14 +119,14 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       readyWorkers: sup.readySlots().length,
       ...boundPorts,
     };
-    sup.broadcast(state);
+    ipc.broadcast(state);
   };
   sup.on("ready", pushState);
   sup.on("exit", pushState);
   // Load reports can change readiness too (a worker's Redis down or back):
   // workers answer /ready on kept-alive connections, so they must hear of it.
-  sup.on("message", (_slot, msg: WorkerToPrimary) => {
-    if (msg.t === "ss:load" && readiness().reasons.join("\n") !== pushedReasons) pushState();
+  ipc.on("ss:load", () => {
+    if (readiness().reasons.join("\n") !== pushedReasons) pushState();
   });
   sup.on("crash-loop", () => void shutdown("crash-loop", 1));
 
@@ -143,9 +139,7 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       .rollingRestart(cfg.SHUTDOWN_TIMEOUT_MS)
       .then((ok) => log.info({ ok }, "rolling restart finished"));
   };
-  sup.on("message", (_slot, msg: WorkerToPrimary) => {
-    if (msg.t === "ss:custom" && msg.name === RESTART_WORKERS_MESSAGE) restartWorkers("api");
-  });
+  ipc.on("ss:restart-workers", () => restartWorkers("api"));
   process.on("SIGUSR2", () => restartWorkers("SIGUSR2"));
 
   const eligibleSlots = () => (draining ? [] : sup.eligibleSlots());

@@ -90,9 +90,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
           this.allReadyOnce = true;
           this.emit("all-ready");
         }
-        return;
+      } else if (msg.t === "ss:load") {
+        s.load = msg.load;
       }
-      if (msg.t === "ss:load") s.load = msg.load;
+      // To the primary's IPC hub (src/primary/ipc-hub.ts), its one listener.
       this.emit("message", s.slot, msg, worker);
     });
     worker.on("error", (err) => this.opts.log.warn({ err, slot: s.slot }, "worker channel error"));

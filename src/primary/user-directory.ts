@@ -1,4 +1,5 @@
 import type { DirectDelivery } from "../shared/ipc.js";
+import type { IpcHub } from "./ipc-hub.js";
 import type { Supervisor } from "./supervisor.js";
 
 /**
@@ -9,8 +10,8 @@ import type { Supervisor } from "./supervisor.js";
  * Workers report when a user's room appears or disappears on them
  * (`ss:users`); a worker that exits is forgotten at once. A worker that
  * received a push for users it does not hold itself sends it here
- * (`ss:deliver`, batched) and this forwards each item only to the workers
- * holding its users, one message per worker.
+ * (`ss:route`, batched) and this forwards each item only to the workers
+ * holding its users, one `ss:deliver` per worker.
  */
 
 export interface UserDirectory {
@@ -20,7 +21,11 @@ export interface UserDirectory {
   size(): number;
 }
 
-export function attachUserDirectory(bus: Pick<Supervisor, "on" | "send">): UserDirectory {
+export function attachUserDirectory(deps: {
+  ipc: Pick<IpcHub, "on" | "answer" | "send">;
+  sup: Pick<Supervisor, "on">;
+}): UserDirectory {
+  const { ipc } = deps;
   // One slot in the common case (a number), several as a Set.
   const where = new Map<string, number | Set<number>>();
 
@@ -66,21 +71,19 @@ export function attachUserDirectory(bus: Pick<Supervisor, "on" | "send">): UserD
         else perSlot.set(slot, [part]);
       }
     }
-    for (const [slot, out] of perSlot) bus.send(slot, { t: "ss:deliver", items: out });
+    for (const [slot, out] of perSlot) ipc.send(slot, { t: "ss:deliver", items: out });
   }
 
-  bus.on("message", (slot, msg) => {
-    if (msg.t === "ss:users") {
-      for (const [userId, present] of msg.changes) {
-        if (present) add(userId, slot);
-        else remove(userId, slot);
-      }
-      if (msg.id > 0) bus.send(slot, { t: "ss:users-ok", id: msg.id });
-    } else if (msg.t === "ss:deliver") {
-      route(slot, msg.items);
+  // Answered once applied: a worker may wait for it before a register ack.
+  ipc.answer("ss:users", (slot, { changes }) => {
+    for (const [userId, present] of changes) {
+      if (present) add(userId, slot);
+      else remove(userId, slot);
     }
+    return null;
   });
-  bus.on("exit", (slot) => {
+  ipc.on("ss:route", (slot, { items }) => route(slot, items));
+  deps.sup.on("exit", (slot) => {
     for (const userId of [...where.keys()]) remove(userId, slot);
   });
 

@@ -1,9 +1,16 @@
 /**
- * Every message between the primary and its workers, as one tagged union.
- * The cluster adapter shares the same channel with its own messages; the
- * guards below let each side ignore whatever is not ours.
+ * Every message between the primary and its workers, as one tagged union per
+ * direction. The cluster adapter shares the same channel with its own
+ * messages; the guards below let each side ignore whatever is not ours.
+ *
+ * Requests (WorkerCalls, PrimaryCalls) carry an id and are answered under
+ * their reply tag with the same id (src/shared/ipc-rpc.ts); the other
+ * messages go one way. A tag is used in one direction only.
  */
 import type { DisconnectReason } from "./events.js";
+import type { CallSpec, ReplyMessage, RequestMessage } from "./ipc-rpc.js";
+import type { ScrapeAnswer } from "./observability.js";
+import type { RevocationEntry } from "./revocation-list.js";
 
 /** A question every worker answers about its own sockets; the primary merges. */
 export type Query =
@@ -22,6 +29,43 @@ export type Query =
   | { kind: "dashboard"; logsAfter: Record<string, number> }
   | { kind: "dashboard-rooms"; after?: string; limit: number; prefix?: string; userRooms: boolean };
 
+/**
+ * Who puts each kind of query: "workers" (the HTTP API; with REDIS_URL also
+ * to every other host) or only "primary" (its own observability). Keyed by
+ * the Query union, so that a new kind has to be placed here.
+ */
+const QUERY_ASKED_BY: Record<Query["kind"], "workers" | "primary"> = {
+  user: "workers",
+  rooms: "workers",
+  room: "workers",
+  status: "workers",
+  join: "workers",
+  leave: "workers",
+  "disconnect-user": "workers",
+  revoke: "workers",
+  custom: "workers",
+  metrics: "primary",
+  dashboard: "primary",
+  "dashboard-rooms": "primary",
+};
+
+/** The kinds a worker puts to the cluster, the only ones another host may ask of this one. */
+export const CLUSTER_QUERY_KINDS: ReadonlySet<string> = new Set(
+  Object.keys(QUERY_ASKED_BY).filter((k) => QUERY_ASKED_BY[k as Query["kind"]] === "workers"),
+);
+
+/** The merged answer to a query: one reply per worker, and the workers that gave none. */
+export interface QueryResult {
+  replies: QueryReply[];
+  missing: number[];
+}
+
+export interface QueryReply {
+  slot: number;
+  result: unknown;
+  error?: string;
+}
+
 export interface WorkerLoad {
   slot: number;
   connections: number;
@@ -32,10 +76,66 @@ export interface WorkerLoad {
   redis?: "up" | "down";
 }
 
-export type PrimaryToWorker =
+/** Requests a worker makes of its primary. */
+export interface WorkerCalls {
+  /** A cluster query: the primary fans it out to every worker (this one included) and merges. */
+  "ss:query": Call<{ q: Query; timeoutMs: number }, "ss:query-result", QueryResult>;
+  /** An operation on the host's delivery stores (src/primary/delivery-stores.ts). */
+  "ss:store": Call<{ op: StoreOp }, "ss:store-result", StoreResult>;
+  /**
+   * Users whose room appeared (true) or vanished (false) on this worker, in
+   * order; answered once the user directory has applied them (a notification,
+   * id 0, when the worker does not wait for that).
+   */
+  "ss:users": Call<{ changes: [userId: string, present: boolean][] }, "ss:users-ok", null>;
+  /** A /metrics scrape that reached a worker: the primary's merged text. */
+  "ss:scrape": Call<Record<never, never>, "ss:scrape-result", ScrapeAnswer>;
+}
+
+/** Requests the primary makes of one worker. */
+export interface PrimaryCalls {
+  /** This worker's part of a cluster query (src/worker/local-queries.ts). */
+  "ss:local-query": Call<{ q: Query }, "ss:local-result", unknown>;
+  /**
+   * Every revocation still in force, to a worker that just reported ready
+   * (src/primary/revocation-keeper.ts); answered with how many were new to it.
+   */
+  "ss:revocations": Call<{ entries: RevocationEntry[] }, "ss:revocations-ok", { added: number }>;
+}
+
+interface Call<Request extends object, Reply extends string, Result> extends CallSpec {
+  request: Request;
+  reply: Reply;
+  result: Result;
+}
+
+/** Each request's reply tag, at run time (TypeScript checks it against the call maps). */
+export const WORKER_CALLS: { readonly [K in keyof WorkerCalls]: WorkerCalls[K]["reply"] } = {
+  "ss:query": "ss:query-result",
+  "ss:store": "ss:store-result",
+  "ss:users": "ss:users-ok",
+  "ss:scrape": "ss:scrape-result",
+};
+export const PRIMARY_CALLS: { readonly [K in keyof PrimaryCalls]: PrimaryCalls[K]["reply"] } = {
+  "ss:local-query": "ss:local-result",
+  "ss:revocations": "ss:revocations-ok",
+};
+
+/** Worker → primary, one way. */
+export type WorkerMessage =
+  | { t: "ss:ready"; slot: number }
+  | { t: "ss:load"; load: WorkerLoad }
+  /** Pushes for users that may be on other workers, to route by the directory. */
+  | { t: "ss:route"; items: DirectDelivery[] }
+  /** A revocation learned from Redis (another host), for the primary to keep for restarts. */
+  | { t: "ss:revocation-learned"; entry: RevocationEntry }
+  /** `POST /api/admin/restart-workers`. */
+  | { t: "ss:restart-workers" };
+
+/** Primary → worker, one way. */
+export type PrimaryMessage =
+  /** A connection handed over; the socket travels as the message's handle. */
   | { t: "ss:conn"; port: "public" | "api"; head: string }
-  | { t: "ss:query"; id: number; q: Query }
-  | { t: "ss:query-result"; id: number; replies: QueryReply[]; missing: number[] }
   | {
       t: "ss:state";
       ready: boolean;
@@ -49,27 +149,58 @@ export type PrimaryToWorker =
       apiPort?: number;
     }
   | { t: "ss:shutdown"; timeoutMs: number }
-  | { t: "ss:store-result"; id: number; result: unknown; error?: string }
-  /** The user directory has applied the `ss:users` batch with this id. */
-  | { t: "ss:users-ok"; id: number }
   /** Pushes for users this worker holds (src/primary/user-directory.ts). */
-  | { t: "ss:deliver"; items: DirectDelivery[] }
-  | { t: "ss:custom"; name: string; data: unknown };
+  | { t: "ss:deliver"; items: DirectDelivery[] };
 
 export type WorkerToPrimary =
-  | { t: "ss:ready"; slot: number }
-  | { t: "ss:query"; id: number; q: Query; timeoutMs: number }
-  | { t: "ss:reply"; id: number; slot: number; result: unknown; error?: string }
-  | { t: "ss:load"; load: WorkerLoad }
-  | { t: "ss:store"; id: number; op: StoreOp }
-  /**
-   * Users whose room appeared (true) or vanished (false) on this worker, in
-   * order; a non-zero id asks for `ss:users-ok` once applied.
-   */
-  | { t: "ss:users"; id: number; changes: [userId: string, present: boolean][] }
-  /** Pushes for users that may be on other workers, to route by the directory. */
-  | { t: "ss:deliver"; items: DirectDelivery[] }
-  | { t: "ss:custom"; name: string; data: unknown };
+  | WorkerMessage
+  | RequestMessage<WorkerCalls>
+  | ReplyMessage<PrimaryCalls>;
+export type PrimaryToWorker =
+  | PrimaryMessage
+  | RequestMessage<PrimaryCalls>
+  | ReplyMessage<WorkerCalls>;
+
+/** Every tag, keyed by the unions so that none is left out (test/ipc.test.ts: none goes both ways). */
+const WORKER_MESSAGES: Record<WorkerMessage["t"], true> = {
+  "ss:ready": true,
+  "ss:load": true,
+  "ss:route": true,
+  "ss:revocation-learned": true,
+  "ss:restart-workers": true,
+};
+const PRIMARY_MESSAGES: Record<PrimaryMessage["t"], true> = {
+  "ss:conn": true,
+  "ss:state": true,
+  "ss:shutdown": true,
+  "ss:deliver": true,
+};
+export const WORKER_TO_PRIMARY_TAGS: ReadonlySet<string> = new Set<WorkerToPrimary["t"]>([
+  ...(Object.keys(WORKER_MESSAGES) as WorkerMessage["t"][]),
+  ...(Object.keys(WORKER_CALLS) as (keyof WorkerCalls)[]),
+  ...Object.values(PRIMARY_CALLS),
+]);
+export const PRIMARY_TO_WORKER_TAGS: ReadonlySet<string> = new Set<PrimaryToWorker["t"]>([
+  ...(Object.keys(PRIMARY_MESSAGES) as PrimaryMessage["t"][]),
+  ...(Object.keys(PRIMARY_CALLS) as (keyof PrimaryCalls)[]),
+  ...Object.values(WORKER_CALLS),
+]);
+
+function tagOf(msg: unknown): string | undefined {
+  if (typeof msg !== "object" || msg === null) return undefined;
+  const t = (msg as { t?: unknown }).t;
+  return typeof t === "string" ? t : undefined;
+}
+
+export function isWorkerToPrimary(msg: unknown): msg is WorkerToPrimary {
+  const t = tagOf(msg);
+  return t !== undefined && WORKER_TO_PRIMARY_TAGS.has(t);
+}
+
+export function isPrimaryToWorker(msg: unknown): msg is PrimaryToWorker {
+  const t = tagOf(msg);
+  return t !== undefined && PRIMARY_TO_WORKER_TAGS.has(t);
+}
 
 /** One push to users, as the user directory routes it between workers. */
 export interface DirectDelivery {
@@ -93,7 +224,7 @@ export interface StoredMessage {
 /**
  * Operations on the host's delivery stores (offline queue, idempotency keys),
  * which live in the primary so that every worker shares them and a worker
- * crash loses nothing. Answered with `ss:store-result` carrying the same id.
+ * crash loses nothing (the `ss:store` request).
  */
 export type StoreOp =
   | { op: "offline-put"; userIds: string[]; message: StoredMessage }
@@ -133,28 +264,16 @@ export type IdemClaimResult =
   | { duplicate: false }
   | { duplicate: true; originalId: string; fingerprint?: string };
 
-export interface QueryReply {
-  slot: number;
-  result: unknown;
-  error?: string;
+/** What each store operation answers. */
+export interface StoreResults {
+  "offline-put": OfflinePutResult;
+  "offline-take": OfflineTakeResult;
+  "offline-confirm": null;
+  "offline-restore": null;
+  "idem-claim": IdemClaimResult;
+  "idem-release": null;
 }
-
-function tagged(msg: unknown): msg is { t: string } {
-  return (
-    typeof msg === "object" &&
-    msg !== null &&
-    typeof (msg as { t?: unknown }).t === "string" &&
-    (msg as { t: string }).t.startsWith("ss:")
-  );
-}
-
-export function isPrimaryToWorker(msg: unknown): msg is PrimaryToWorker {
-  return tagged(msg);
-}
-
-export function isWorkerToPrimary(msg: unknown): msg is WorkerToPrimary {
-  return tagged(msg);
-}
+export type StoreResult = StoreResults[StoreOp["op"]];
 
 /**
  * Engine.IO session ids carry the slot of the worker that owns them

@@ -1,6 +1,7 @@
 /**
  * What a worker answers the primary for /metrics and the dashboard (the
- * `metrics`, `dashboard` and `dashboard-rooms` queries in ipc.ts).
+ * `metrics`, `dashboard` and `dashboard-rooms` queries in ipc.ts), and what
+ * the primary answers a worker relaying a scrape.
  */
 
 /** One metric as `registry.getMetricsAsJSON()` returns it (structured-clone safe). */
@@ -55,19 +56,11 @@ export interface RoomsPageAnswer {
 }
 
 /**
- * `ss:custom` names for a scrape that reached a worker (a keep-alive
- * connection the balancer handed to a worker for an API call): the worker
- * asks the primary for the same merged text the primary serves itself.
+ * A scrape that reached a worker (a keep-alive connection the balancer handed
+ * to a worker for an API call): the worker asks the primary for the same
+ * merged text the primary serves itself (`ss:scrape` in ipc.ts).
  */
-export const METRICS_SCRAPE_REQUEST = "metrics:scrape";
-export const METRICS_SCRAPE_RESULT = "metrics:scrape-result";
-
-export interface ScrapeRequest {
-  id: number;
-}
-export interface ScrapeResult {
-  id: number;
-  text?: string;
-  contentType?: string;
-  error?: string;
+export interface ScrapeAnswer {
+  text: string;
+  contentType: string;
 }

@@ -1,6 +1,7 @@
 import { personalRoomOwner, userRoom } from "../shared/events.js";
-import { type DirectDelivery, isPrimaryToWorker, type WorkerToPrimary } from "../shared/ipc.js";
+import type { DirectDelivery } from "../shared/ipc.js";
 import type { GatewayHooks, GatewayServer } from "./gateway.js";
+import type { WorkerChannel } from "./ipc-channel.js";
 
 /**
  * Pushes to users on one host without relaying them to every worker.
@@ -41,16 +42,15 @@ export interface DirectPush {
 interface Batch {
   users: string[];
   waiters: (() => void)[];
-  timer?: NodeJS.Timeout;
 }
 
 export function createDirectPush(deps: {
   io: GatewayServer;
-  send: (msg: WorkerToPrimary) => void;
+  primary: Pick<WorkerChannel, "on" | "send" | "call" | "notify">;
   /** A register ack never waits longer than this for the primary. */
   confirmTimeoutMs?: number;
 }): DirectPush {
-  const { io, send } = deps;
+  const { io, primary } = deps;
   const confirmTimeoutMs = deps.confirmTimeoutMs ?? 1_000;
   const adapter = io.of("/").adapter;
 
@@ -67,7 +67,6 @@ export function createDirectPush(deps: {
     const b = batches.get(id);
     if (!b) return;
     batches.delete(id);
-    clearTimeout(b.timer);
     for (const u of b.users) if (unconfirmed.get(u) === id) unconfirmed.delete(u);
     for (const w of b.waiters) w();
   };
@@ -77,13 +76,16 @@ export function createDirectPush(deps: {
     if (changes.length === 0) return;
     const id = openBatch;
     openBatch = 0;
-    send({ t: "ss:users", id, changes });
+    const request = { changes };
     changes = [];
-    const b = batches.get(id);
-    if (b) {
-      b.timer = setTimeout(() => settle(id), confirmTimeoutMs);
-      b.timer.unref();
+    if (id === 0) {
+      // Only departures: nobody waits for the directory to apply them.
+      primary.notify("ss:users", request);
+      return;
     }
+    // Settled by the primary's answer, by the timeout, or at once if the channel closes.
+    const done = () => settle(id);
+    primary.call("ss:users", request, confirmTimeoutMs).then(done, done);
   };
 
   const change = (room: string, present: boolean) => {
@@ -116,7 +118,7 @@ export function createDirectPush(deps: {
   let markSent: (() => void) | undefined;
   const flush = () => {
     if (outgoing.length > 0) {
-      send({ t: "ss:deliver", items: outgoing });
+      primary.send({ t: "ss:route", items: outgoing });
       outgoing = [];
     }
     markSent?.();
@@ -137,15 +139,9 @@ export function createDirectPush(deps: {
     op.emit(d.event, d.payload);
   };
 
-  const onMessage = (msg: unknown) => {
-    if (!isPrimaryToWorker(msg)) return;
-    if (msg.t === "ss:deliver") {
-      for (const d of msg.items) emitLocal(d);
-    } else if (msg.t === "ss:users-ok") {
-      settle(msg.id);
-    }
-  };
-  process.on("message", onMessage);
+  const stopDelivering = primary.on("ss:deliver", ({ items }) => {
+    for (const d of items) emitLocal(d);
+  });
 
   return {
     push(d) {
@@ -171,7 +167,7 @@ export function createDirectPush(deps: {
     close() {
       adapter.off("create-room", onCreate);
       adapter.off("delete-room", onDelete);
-      process.off("message", onMessage);
+      stopDelivering();
       for (const id of [...batches.keys()]) settle(id);
     },
   };

@@ -1,11 +1,10 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
-import type net from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createAdapter as createClusterAdapter } from "@socket.io/cluster-adapter";
 import { Server } from "socket.io";
 import type { Config } from "../shared/config.js";
-import { type Query, isPrimaryToWorker, sidForSlot, type WorkerLoad } from "../shared/ipc.js";
+import { sidForSlot, type WorkerLoad } from "../shared/ipc.js";
 import { createLogRing } from "../shared/log-ring.js";
 import { initLogger, loggerOptionsFrom } from "../shared/logger.js";
 import { createApiApp } from "./api/api-app.js";
@@ -18,6 +17,7 @@ import { createForwarder } from "./forward/create-forwarder.js";
 import { createLifecycleHooks } from "./forward/lifecycle-hooks.js";
 import { createDirectPush } from "./direct-push.js";
 import { attachGateway, type GatewayServer } from "./gateway.js";
+import { createWorkerChannel } from "./ipc-channel.js";
 import { createLocalQueries } from "./local-queries.js";
 import { setPublicSecurityHeaders } from "./protection/http-guard.js";
 import { createProtection } from "./protection/protection.js";
@@ -56,7 +56,9 @@ export async function runWorker(cfg: Config): Promise<void> {
     log.error({ err: reason }, "unhandled promise rejection");
   });
 
-  const cluster = createClusterClient();
+  // Every message to and from the primary goes through this one channel (ipc-channel.ts).
+  const primary = createWorkerChannel();
+  const cluster = createClusterClient(primary);
   // REDIS_URL: Redis between hosts, queries to every host (docs/scaling.md).
   const multiHost = cfg.REDIS_URL ? setupMultiHost({ cfg, log, slot, local: cluster }) : undefined;
   let primaryState = {
@@ -119,7 +121,7 @@ export async function runWorker(cfg: Config): Promise<void> {
     log,
     slot,
     auth,
-    send: (m) => cluster.send(m),
+    primary,
     lagP99Ms: () => lastLag,
     draining: () => shuttingDown || primaryState.draining,
     redis: multiHost?.link,
@@ -134,12 +136,12 @@ export async function runWorker(cfg: Config): Promise<void> {
     cfg,
     log,
     cluster: multiHost?.cluster ?? cluster,
-    send: (m) => cluster.send(m),
+    primary,
     owner: `${multiHost?.hostId ?? "local"}:${slot}`,
   });
   // One host: pushes to users go only to the workers that hold them
   // (src/primary/user-directory.ts); with Redis the adapter carries them.
-  const direct = cfg.REDIS_URL ? undefined : createDirectPush({ io, send: (m) => cluster.send(m) });
+  const direct = cfg.REDIS_URL ? undefined : createDirectPush({ io, primary });
   attachGateway({
     io,
     cfg,
@@ -200,6 +202,7 @@ export async function runWorker(cfg: Config): Promise<void> {
     log,
     push,
     cluster: multiHost?.cluster ?? cluster,
+    primary,
     guard: protection.apiGuard,
     afterBody: protection.inspectBody,
     pushGate: protection.pushGate,
@@ -224,7 +227,7 @@ export async function runWorker(cfg: Config): Promise<void> {
       overloaded: overloaded(),
       ...(multiHost ? { redis: multiHost.redisState() } : {}),
     };
-    cluster.send({ t: "ss:load", load });
+    primary.send({ t: "ss:load", load });
   }, 1_000);
   loadTimer.unref();
 
@@ -255,56 +258,37 @@ export async function runWorker(cfg: Config): Promise<void> {
     log.flush(() => process.exit(0));
   };
 
-  process.on("message", (msg: unknown, handle?: net.Socket) => {
-    if (!isPrimaryToWorker(msg)) return;
-    switch (msg.t) {
-      case "ss:conn": {
-        if (!handle) return;
-        const server = msg.port === "public" ? publicServer : apiServer;
-        server.emit("connection", handle);
-        handle.emit("data", Buffer.from(msg.head, "latin1"));
-        handle.resume();
-        return;
-      }
-      case "ss:query":
-        void runQuery(msg.id, msg.q);
-        return;
-      case "ss:state":
-        primaryState = {
-          ready: msg.ready,
-          draining: msg.draining,
-          reasons: msg.reasons,
-          workers: { ready: msg.readyWorkers, total: msg.workers },
-        };
-        if (msg.apiPort !== undefined) {
-          boundPorts = { publicPort: msg.publicPort, apiPort: msg.apiPort };
-        }
-        return;
-      case "ss:shutdown":
-        void shutdown(msg.timeoutMs);
-        return;
+  primary.on("ss:conn", (msg, handle) => {
+    if (!handle) return;
+    const server = msg.port === "public" ? publicServer : apiServer;
+    server.emit("connection", handle);
+    handle.emit("data", Buffer.from(msg.head, "latin1"));
+    handle.resume();
+  });
+  primary.answer("ss:local-query", ({ q }) => answer(q));
+  primary.on("ss:state", (msg) => {
+    primaryState = {
+      ready: msg.ready,
+      draining: msg.draining,
+      reasons: msg.reasons,
+      workers: { ready: msg.readyWorkers, total: msg.workers },
+    };
+    if (msg.apiPort !== undefined) {
+      boundPorts = { publicPort: msg.publicPort, apiPort: msg.apiPort };
     }
   });
+  primary.on("ss:shutdown", (msg) => void shutdown(msg.timeoutMs));
   // SIGTERM/SIGINT reach workers too when the whole process group is signalled
   // (Ctrl-C); the primary drives the shutdown, so the worker waits for it.
   process.on("SIGINT", () => {});
   process.on("SIGTERM", () => void shutdown(cfg.SHUTDOWN_TIMEOUT_MS));
   process.on("disconnect", () => void shutdown(1_000));
 
-  async function runQuery(id: number, q: Query): Promise<void> {
-    try {
-      const result = await answer(q);
-      cluster.send({ t: "ss:reply", id, slot, result });
-    } catch (err) {
-      cluster.send({ t: "ss:reply", id, slot, result: null, error: String(err) });
-    }
-  }
-
   // A short wait for Redis, so that a healthy start is ready at once; past
   // it the host starts degraded and /ready says why (docs/scaling.md).
   await multiHost?.start(3_000);
   await delivery.start(3_000);
   await protection.start();
-  cluster.send({ t: "ss:ready", slot });
+  primary.send({ t: "ss:ready", slot });
   log.info({ authMode: auth.mode }, "worker ready");
 }

@@ -5,6 +5,7 @@ import type { Config } from "../../shared/config.js";
 import { GatewayError } from "../../shared/errors.js";
 import type { Query } from "../../shared/ipc.js";
 import type { ClusterResult } from "../cluster-client.js";
+import type { WorkerChannel } from "../ipc-channel.js";
 import type { CountAnswer, RoomAnswer, RoomsAnswer, UserAnswer } from "../local-queries.js";
 import type { PushService } from "../push-service.js";
 import { type PushGate, setApiSecurityHeaders } from "../protection/http-guard.js";
@@ -30,6 +31,8 @@ export interface ApiDeps {
   log: Logger;
   push: PushService;
   cluster: { query(q: Query, timeoutMs: number): Promise<ClusterResult> };
+  /** The IPC channel to this host's primary (a /metrics scrape on a worker's connection). */
+  primary: Pick<WorkerChannel, "call">;
   readiness: () => {
     ready: boolean;
     reasons: string[];
@@ -82,7 +85,7 @@ export function createApiApp(deps: ApiDeps): ApiHandler {
   app.set("query parser", "simple");
 
   app.use(requestId);
-  app.use(requestLog(log), primaryRoutes());
+  app.use(requestLog(log), primaryRoutes(deps.primary));
   app.use((_req, res, next) => {
     setApiSecurityHeaders(res);
     res.setHeader("cache-control", "no-store");

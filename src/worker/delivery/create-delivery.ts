@@ -1,11 +1,12 @@
 import type { Router } from "express";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
-import type { Query, WorkerToPrimary } from "../../shared/ipc.js";
+import type { Query } from "../../shared/ipc.js";
 import { metrics } from "../../shared/metrics.js";
 import type { ApiHelpers } from "../api/api-app.js";
 import type { ClusterResult } from "../cluster-client.js";
 import type { GatewayHooks, GatewayServer } from "../gateway.js";
+import type { WorkerChannel } from "../ipc-channel.js";
 import type { CustomQueryHandler } from "../local-queries.js";
 import type { PushService } from "../push-service.js";
 import { sweepStaleAcks } from "./acks.js";
@@ -46,15 +47,15 @@ export function createDelivery(deps: {
   /** Cluster queries: this host's, or every host's with REDIS_URL. */
   cluster: { query(q: Query, timeoutMs: number): Promise<ClusterResult> };
   /** IPC to this host's primary, which keeps the host's store. */
-  send(msg: WorkerToPrimary): void;
+  primary: Pick<WorkerChannel, "call">;
   /** `<host id>:<slot>`: who holds the Redis leases of messages being replayed. */
   owner: string;
 }): Delivery {
-  const { io, cfg, cluster, send } = deps;
+  const { io, cfg, cluster } = deps;
   const log = deps.log.child({ module: "delivery" });
 
   const hostStore = createPrimaryStore({
-    send,
+    primary: deps.primary,
     timeoutMs: cfg.QUERY_TIMEOUT_MS + 1_000,
   });
   let store: DeliveryStore = hostStore;

@@ -2,12 +2,11 @@ import type { Router } from "express";
 import { z } from "zod";
 import type { Config } from "../../shared/config.js";
 import { GatewayError } from "../../shared/errors.js";
-import type { WorkerToPrimary } from "../../shared/ipc.js";
 import { USER_ID_PATTERN } from "../../shared/names.js";
-import { RESTART_WORKERS_MESSAGE } from "../../shared/protection-messages.js";
 import type { RevocationEntry } from "../../shared/revocation-list.js";
 import type { ApiHelpers } from "../api/api-app.js";
 import { registerOpenApi } from "../api/openapi.js";
+import type { WorkerChannel } from "../ipc-channel.js";
 import type { CountAnswer } from "../local-queries.js";
 import type { Revocations } from "./revocations.js";
 
@@ -54,7 +53,7 @@ export function mountProtectionRoutes(
   deps: {
     cfg: Config;
     revocations: Revocations;
-    send: (msg: WorkerToPrimary) => void;
+    primary: Pick<WorkerChannel, "send">;
   },
 ): void {
   const { cfg, revocations } = deps;
@@ -98,7 +97,7 @@ export function mountProtectionRoutes(
   });
 
   router.post("/admin/restart-workers", (_req, res) => {
-    deps.send({ t: "ss:custom", name: RESTART_WORKERS_MESSAGE, data: null });
+    deps.primary.send({ t: "ss:restart-workers" });
     res.status(202).json({ restarting: true, workers: cfg.WORKERS });
   });
 }

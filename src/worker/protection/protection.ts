@@ -3,10 +3,11 @@ import type { Router } from "express";
 import type { ClientAddressOf } from "../../shared/client-address.js";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
-import type { Query, WorkerToPrimary } from "../../shared/ipc.js";
+import type { Query } from "../../shared/ipc.js";
 import type { ApiHelpers } from "../api/api-app.js";
 import type { AuthService } from "../auth/auth-service.js";
 import type { GatewayServer, GatewaySocket } from "../gateway.js";
+import type { WorkerChannel } from "../ipc-channel.js";
 import { createAdmission } from "./admission.js";
 import { createEventGuard } from "./event-guard.js";
 import { createHttpGuard } from "./http-guard.js";
@@ -44,7 +45,8 @@ export interface ProtectionDeps {
   log: Logger;
   slot: number;
   auth: AuthService;
-  send: (msg: WorkerToPrimary) => void;
+  /** The IPC channel to this host's primary (revocations, restart-workers). */
+  primary: Pick<WorkerChannel, "send" | "answer">;
   /** Event-loop delay p99 over the last second, ms. */
   lagP99Ms: () => number;
   /** This worker is shutting down or being restarted. */
@@ -72,7 +74,7 @@ export function createProtection(deps: ProtectionDeps) {
     io,
     cfg,
     log,
-    send: deps.send,
+    primary: deps.primary,
     ...(redis ? { redis } : {}),
   });
   const auth = revocations.guard(deps.auth);
@@ -129,7 +131,7 @@ export function createProtection(deps: ProtectionDeps) {
     inspectBody: http.inspectBody,
     pushGate: http.pushGate,
     extendApi(router: Router, helpers: ApiHelpers): void {
-      mountProtectionRoutes(router, helpers, { cfg, revocations, send: deps.send });
+      mountProtectionRoutes(router, helpers, { cfg, revocations, primary: deps.primary });
       if (cfg.TEST_HOOKS) mountTestHooks(router, { slot: deps.slot });
     },
     onRevoke: (q: Extract<Query, { kind: "revoke" }>) => revocations.apply(q),

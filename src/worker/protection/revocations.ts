@@ -1,11 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
-import { isPrimaryToWorker, type WorkerToPrimary } from "../../shared/ipc.js";
-import {
-  REVOCATION_LEARNED_MESSAGE,
-  REVOCATIONS_MESSAGE,
-} from "../../shared/protection-messages.js";
 import {
   isRevocationEntry,
   type RevocationEntry,
@@ -14,6 +9,7 @@ import {
 } from "../../shared/revocation-list.js";
 import type { AuthService } from "../auth/auth-service.js";
 import { disconnectWith, type GatewayServer } from "../gateway.js";
+import type { WorkerChannel } from "../ipc-channel.js";
 
 /**
  * This worker's copy of the revocation list and how it stays complete:
@@ -22,7 +18,7 @@ import { disconnectWith, type GatewayServer } from "../gateway.js";
  *   of this host applies it (`apply`) — and with REDIS_URL every worker of
  *   every live host, through the hosts cluster — and each host's primary
  *   keeps it and hands the whole list to any worker that (re)starts
- *   (`ss:custom` "revocations");
+ *   (`ss:revocations`);
  * - with REDIS_URL the entry is also written to a sorted set (score: until),
  *   for what a query cannot reach: a host that is down or cut off from Redis
  *   when the revocation is made, or one that starts later. A worker reads the
@@ -67,7 +63,7 @@ export function createRevocations(deps: {
   io: GatewayServer;
   cfg: Config;
   log: Logger;
-  send: (msg: WorkerToPrimary) => void;
+  primary: Pick<WorkerChannel, "send" | "answer">;
   redis?: SharedRedis;
 }): Revocations {
   const { io, cfg, redis } = deps;
@@ -91,17 +87,15 @@ export function createRevocations(deps: {
   };
   /** Learned from Redis: this host's primary keeps it for restarts too. */
   const learn = (e: RevocationEntry) => {
-    if (apply(e) >= 0) deps.send({ t: "ss:custom", name: REVOCATION_LEARNED_MESSAGE, data: e });
+    if (apply(e) >= 0) deps.primary.send({ t: "ss:revocation-learned", entry: e });
   };
 
-  const onPrimary = (msg: unknown) => {
-    if (!isPrimaryToWorker(msg) || msg.t !== "ss:custom" || msg.name !== REVOCATIONS_MESSAGE) {
-      return;
-    }
-    if (!Array.isArray(msg.data)) return;
-    for (const e of msg.data) if (isRevocationEntry(e)) apply(e);
-  };
-  process.on("message", onPrimary);
+  // The host's list, from the primary, when this worker is ready (before its first connection).
+  const stopAnswering = deps.primary.answer("ss:revocations", ({ entries }) => {
+    let added = 0;
+    for (const e of entries) if (apply(e) >= 0) added++;
+    return { added };
+  });
 
   const pruneTimer = setInterval(() => list.prune(nowSeconds()), 60_000);
   pruneTimer.unref();
@@ -195,7 +189,7 @@ export function createRevocations(deps: {
     size: () => list.size,
     close() {
       clearInterval(pruneTimer);
-      process.off("message", onPrimary);
+      stopAnswering();
     },
   };
 }

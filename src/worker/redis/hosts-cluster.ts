@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import type { Query, QueryReply } from "../../shared/ipc.js";
+import { CLUSTER_QUERY_KINDS, type Query, type QueryReply } from "../../shared/ipc.js";
 import type { ClusterClient, ClusterResult } from "../cluster-client.js";
 import type { RedisLink } from "./redis-link.js";
 
@@ -27,7 +27,7 @@ import type { RedisLink } from "./redis-link.js";
 export interface HostsClusterDeps {
   link: RedisLink;
   /** This host's own cluster client (the primary's QueryHub over IPC). */
-  local: Pick<ClusterClient, "query" | "send">;
+  local: ClusterClient;
   hostId: string;
   /** Key and channel prefix, e.g. "socket-server". */
   prefix: string;
@@ -35,7 +35,7 @@ export interface HostsClusterDeps {
   registryIntervalMs?: number;
 }
 
-export interface HostsCluster extends Pick<ClusterClient, "query" | "send"> {
+export interface HostsCluster extends ClusterClient {
   /** Other hosts seen in the registry recently (the last view while Redis is down). */
   otherHosts(): string[];
   /** Registers this host and reads the registry now (also every registryIntervalMs). */
@@ -74,18 +74,6 @@ interface RemoteReply {
   missing: number[];
 }
 
-const QUERY_KINDS = new Set<Query["kind"]>([
-  "user",
-  "rooms",
-  "room",
-  "status",
-  "join",
-  "leave",
-  "disconnect-user",
-  "revoke",
-  "custom",
-]);
-
 function isRequest(v: unknown): v is RemoteRequest {
   const r = v as RemoteRequest;
   return (
@@ -97,7 +85,7 @@ function isRequest(v: unknown): v is RemoteRequest {
     typeof r.budgetMs === "number" &&
     typeof r.q === "object" &&
     r.q !== null &&
-    QUERY_KINDS.has(r.q.kind)
+    CLUSTER_QUERY_KINDS.has(r.q.kind)
   );
 }
 
@@ -252,7 +240,6 @@ export function createHostsCluster(deps: HostsClusterDeps): HostsCluster {
   }
 
   return {
-    send: local.send,
     otherHosts: () => [...others],
     refresh,
     announce: () => announce(),

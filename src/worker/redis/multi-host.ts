@@ -47,7 +47,7 @@ export function setupMultiHost(deps: {
   cfg: Config;
   log: Logger;
   slot: number;
-  local: Pick<ClusterClient, "query" | "send">;
+  local: ClusterClient;
   hostId?: string;
 }): MultiHost {
   const { cfg, log } = deps;

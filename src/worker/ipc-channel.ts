@@ -1,0 +1,121 @@
+import type net from "node:net";
+import {
+  isPrimaryToWorker,
+  PRIMARY_CALLS,
+  type PrimaryCalls,
+  type PrimaryMessage,
+  WORKER_CALLS,
+  type WorkerCalls,
+  type WorkerMessage,
+  type WorkerToPrimary,
+} from "../shared/ipc.js";
+import { createRpcClient, respond } from "../shared/ipc-rpc.js";
+
+/**
+ * The worker's end of the IPC channel to its primary: the one
+ * `process.on("message")` of a worker. Modules register typed handlers here
+ * instead of listening themselves; replies to this worker's requests go to
+ * the request/reply helper (src/shared/ipc-rpc.ts); messages that are not
+ * ours (the cluster adapter's) are left alone.
+ */
+
+type MessageOf<T extends PrimaryMessage["t"]> = Extract<PrimaryMessage, { t: T }>;
+type Answer<K extends keyof PrimaryCalls> = (
+  request: PrimaryCalls[K]["request"],
+) => PrimaryCalls[K]["result"] | Promise<PrimaryCalls[K]["result"]>;
+
+export interface WorkerChannel {
+  /** One-way messages of this tag; an `ss:conn` comes with its socket as `handle`. */
+  on<T extends PrimaryMessage["t"]>(
+    tag: T,
+    handler: (msg: MessageOf<T>, handle: net.Socket | undefined) => void,
+  ): () => void;
+  /** Answers the primary's requests of this tag (one handler per tag). */
+  answer<K extends keyof PrimaryCalls>(tag: K, handler: Answer<K>): () => void;
+  /** A one-way message to the primary; false when the channel is closed. */
+  send(msg: WorkerMessage): boolean;
+  /** A request to the primary; rejects with an RpcError on timeout or when the channel closes. */
+  call<K extends keyof WorkerCalls>(
+    tag: K,
+    request: WorkerCalls[K]["request"],
+    timeoutMs: number,
+  ): Promise<WorkerCalls[K]["result"]>;
+  /** A request whose reply this worker does not wait for. */
+  notify<K extends keyof WorkerCalls>(tag: K, request: WorkerCalls[K]["request"]): boolean;
+  close(): void;
+}
+
+/** What the channel needs of `process` (a worker's; tests pass an EventEmitter). */
+export interface ChannelPort {
+  readonly connected: boolean;
+  send?(msg: unknown): boolean;
+  on(event: "message", listener: (msg: unknown, handle?: net.Socket) => void): unknown;
+  on(event: "disconnect", listener: () => void): unknown;
+  off(event: "message", listener: (msg: unknown, handle?: net.Socket) => void): unknown;
+  off(event: "disconnect", listener: () => void): unknown;
+}
+
+type Handler = (msg: PrimaryMessage, handle: net.Socket | undefined) => void;
+const REPLY_TAGS: ReadonlySet<string> = new Set(Object.values(WORKER_CALLS));
+
+export function createWorkerChannel(port: ChannelPort = process): WorkerChannel {
+  const handlers = new Map<string, Set<Handler>>();
+  const answers = new Map<string, (request: object) => unknown>();
+
+  const post = (msg: WorkerToPrimary): boolean => {
+    if (!port.connected || !port.send) return false;
+    port.send(msg);
+    return true;
+  };
+  const rpc = createRpcClient<WorkerCalls>({ peer: "the primary", send: post });
+
+  const onMessage = (msg: unknown, handle?: net.Socket) => {
+    if (!isPrimaryToWorker(msg)) return;
+    if (REPLY_TAGS.has(msg.t)) {
+      rpc.settle(msg as { id: number });
+      return;
+    }
+    if (Object.hasOwn(PRIMARY_CALLS, msg.t)) {
+      const tag = msg.t as keyof PrimaryCalls;
+      const answer = answers.get(tag);
+      respond(
+        msg as { id: number },
+        PRIMARY_CALLS[tag],
+        () => {
+          if (!answer) throw new Error(`no handler for ${tag} in this worker`);
+          return answer(msg);
+        },
+        (reply) => post(reply as WorkerToPrimary),
+      );
+      return;
+    }
+    const set = handlers.get(msg.t);
+    if (set) for (const h of set) h(msg as PrimaryMessage, handle);
+  };
+  const onDisconnect = () => rpc.close("the channel to the primary closed");
+  port.on("message", onMessage);
+  port.on("disconnect", onDisconnect);
+
+  return {
+    on(tag, handler) {
+      const set = handlers.get(tag) ?? new Set<Handler>();
+      handlers.set(tag, set);
+      const h = handler as Handler;
+      set.add(h);
+      return () => set.delete(h);
+    },
+    answer(tag, handler) {
+      if (answers.has(tag)) throw new Error(`${tag} already has a handler`);
+      answers.set(tag, handler as (request: object) => unknown);
+      return () => answers.delete(tag);
+    },
+    send: post,
+    call: (tag, request, timeoutMs) => rpc.call(tag, request, timeoutMs),
+    notify: (tag, request) => rpc.notify(tag, request),
+    close() {
+      port.off("message", onMessage);
+      port.off("disconnect", onDisconnect);
+      rpc.close("the worker's channel was closed");
+    },
+  };
+}
