@@ -4,7 +4,7 @@ import { z } from "zod";
 import { CONFIG_SCHEMA, CONFIG_VARIABLES } from "../src/shared/config.js";
 import { configTable, generatedInDev } from "../src/shared/config-docs.js";
 
-const DOC = new URL("../README.md", import.meta.url);
+const DOC = new URL("../docs/configuration.md", import.meta.url);
 const START = "<!-- config-table:start -->";
 const END = "<!-- config-table:end -->";
 
