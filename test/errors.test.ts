@@ -2,13 +2,15 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ackError, ERRORS, GatewayError, isErrorCode } from "../src/shared/errors.js";
 
-const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+// docs/http-api.md, "Error codes": one row per code with its HTTP status.
+const doc = readFileSync(new URL("../docs/http-api.md", import.meta.url), "utf8");
 
-function readmeTable(): Map<string, number> {
-  const start = readme.indexOf("## Error codes");
-  const end = readme.indexOf("\n## ", start + 1);
+function docTable(): Map<string, number> {
+  const start = doc.indexOf("\n## Error codes");
+  expect(start).toBeGreaterThan(0);
+  const end = doc.indexOf("\n## ", start + 1);
   const rows = new Map<string, number>();
-  for (const line of readme.slice(start, end).split("\n")) {
+  for (const line of doc.slice(start, end === -1 ? undefined : end).split("\n")) {
     const m = /^\| `([A-Z_]+)` \| (\d{3}) \|/.exec(line);
     if (m) rows.set(m[1]!, Number(m[2]));
   }
@@ -16,8 +18,8 @@ function readmeTable(): Map<string, number> {
 }
 
 describe("error table", () => {
-  it("every code is in the README with its status, and the README lists no other code", () => {
-    const rows = readmeTable();
+  it("every code is in docs/http-api.md with its status, and it lists no other code", () => {
+    const rows = docTable();
     for (const [code, { status }] of Object.entries(ERRORS))
       expect([code, rows.get(code)]).toEqual([code, status]);
     expect([...rows.keys()].sort()).toEqual(Object.keys(ERRORS).sort());

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { metrics, primaryMetrics } from "../src/shared/metrics.js";
 
-// The README's metrics table (Operations) lists every metric defined in
+// docs/operations.md's metrics table lists every metric defined in
 // src/shared/metrics.ts with its type and labels, and nothing else.
 
 interface Row {
@@ -10,11 +10,12 @@ interface Row {
   labels: string[];
 }
 
-function readmeRows(): Map<string, Row> {
-  const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-  const start = readme.indexOf("\n## Operations");
-  const end = readme.indexOf("\n## ", start + 1);
-  const section = readme.slice(start, end === -1 ? undefined : end);
+function docRows(): Map<string, Row> {
+  const doc = readFileSync(new URL("../docs/operations.md", import.meta.url), "utf8");
+  const start = doc.indexOf("\n## Metrics");
+  expect(start).toBeGreaterThan(0);
+  const end = doc.indexOf("\n## ", start + 1);
+  const section = doc.slice(start, end === -1 ? undefined : end);
   const rows = new Map<string, Row>();
   for (const line of section.split("\n")) {
     const m = /^\| `(socket_server_[a-z0-9_]+)` \| (\w+) \| ([^|]*) \|/.exec(line);
@@ -25,7 +26,7 @@ function readmeRows(): Map<string, Row> {
   return rows;
 }
 
-describe("README metrics table", () => {
+describe("docs/operations.md metrics table", () => {
   it("documents every metric with its type and labels, and only those", () => {
     const defined = new Map<string, Row>();
     for (const m of [...Object.values(metrics), ...Object.values(primaryMetrics)]) {
@@ -35,7 +36,7 @@ describe("README metrics table", () => {
         labels: [...(metric.labelNames ?? [])],
       });
     }
-    const documented = readmeRows();
+    const documented = docRows();
     expect(documented.size).toBeGreaterThan(30);
     expect([...defined.keys()].filter((n) => !documented.has(n))).toEqual([]);
     expect([...documented.keys()].filter((n) => !defined.has(n))).toEqual([]);

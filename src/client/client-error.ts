@@ -7,7 +7,7 @@ import type { ErrorCode } from "../shared/errors.js";
 export const CLIENT_SIDE_CODES = {
   /** No answer within the request's `timeoutMs` (queueing and retries included). */
   TIMEOUT: "no answer in time",
-  /** The connection dropped after the request was sent; it is not resent (see README). */
+  /** The connection dropped after the request was sent; it is not resent (docs/protocol.md). */
   DISCONNECTED: "the connection dropped before the answer arrived",
   /** The offline queue was full (see the overflow policy). */
   QUEUE_FULL: "the offline queue is full",

@@ -15,14 +15,14 @@ export {
   type ClientSideCode,
   RETRYABLE_CODES,
 } from "./client-error.js";
-export {
-  type Client,
-  type ClientOptions,
-  type ClientState,
-  createClient,
-  type PushHandler,
-  type RequestOptions,
-  type StateChange,
-  type TokenRequest,
-} from "./create-client.js";
+export type {
+  Client,
+  ClientOptions,
+  ClientState,
+  PushHandler,
+  RequestOptions,
+  StateChange,
+  TokenRequest,
+} from "./client-types.js";
+export { createClient } from "./create-client.js";
 export { decodeTimeClaims, refreshDelayMs, type TimeClaims } from "./token.js";

@@ -2,7 +2,7 @@
  * The one table of error codes. The same codes appear in HTTP error bodies,
  * in socket acks and in `connect_error` `err.data.code`. Callers match on
  * `code`, never on classes. test/errors.test.ts fails when a code here is
- * missing from the README.
+ * missing from docs/http-api.md.
  */
 export const ERRORS = {
   // Handshake (connect_error, err.message = "unauthorized" for AUTH_*)

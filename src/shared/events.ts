@@ -79,6 +79,8 @@ export type DisconnectReason = keyof typeof DISCONNECT_REASONS;
  * knows why (`socket.io` itself only reports "io server disconnect").
  */
 export const SERVER_DISCONNECT_EVENT = "server:disconnect";
+/** Events the server emits on its own; every other server → client event is a push. */
+export const SERVER_EVENTS = [SERVER_DISCONNECT_EVENT] as const;
 export interface ServerDisconnectNotice {
   code: DisconnectReason;
   message: string;
