@@ -3,11 +3,13 @@ import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-a
 import type { Config } from "../shared/config.js";
 import type { PrimaryMessage } from "../shared/ipc.js";
 import { createLogRing } from "../shared/log-ring.js";
+import { primaryMetrics } from "../shared/metrics.js";
 import { initLogger, loggerOptionsFrom } from "../shared/logger.js";
 import { createBalancer, type PortKind } from "./balancer.js";
 import { createDashboard } from "./dashboard/routes.js";
 import { attachDeliveryStores } from "./delivery-stores.js";
 import { createHandoff } from "./handoff.js";
+import { createHeartbeat } from "./heartbeat.js";
 import { createInternalHttp } from "./internal-http.js";
 import { createIpcHub } from "./ipc-hub.js";
 import { createMetricsAggregator } from "./metrics-aggregator.js";
@@ -118,11 +120,32 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       reasons: r.reasons,
       readyWorkers: sup.readySlots().length,
       ...boundPorts,
+      replaced: sup.replaced,
     };
     ipc.broadcast(state);
   };
   sup.on("ready", pushState);
   sup.on("exit", pushState);
+
+  // A worker alive but not answering (blocked event loop, stopped process)
+  // is treated like a crashed one: out of rotation, killed, replaced.
+  const heartbeat = createHeartbeat({
+    intervalMs: Math.min(1_000, Math.floor(cfg.WORKER_HANG_TIMEOUT_MS / 4)),
+    timeoutMs: cfg.WORKER_HANG_TIMEOUT_MS,
+    ping: (slot, seq) => ipc.send(slot, { t: "ss:ping", seq }),
+    onHung: (slot, silentMs) => {
+      log.error(
+        { worker: slot, pid: sup.slots[slot]?.worker?.process.pid, silentMs },
+        "worker stopped answering the heartbeat; taking it out of rotation and replacing it",
+      );
+      primaryMetrics.workersReplaced.inc({ reason: "hung" });
+      sup.replaceHung(slot, silentMs);
+      pushState();
+    },
+  });
+  ipc.on("ss:pong", (slot, msg) => heartbeat.answered(slot, msg.seq));
+  sup.on("ready", (slot) => heartbeat.watch(slot));
+  sup.on("exit", (slot) => heartbeat.forget(slot));
   // Load reports can change readiness too (a worker's Redis down or back):
   // workers answer /ready on kept-alive connections, so they must hear of it.
   ipc.on("ss:load", () => {
@@ -213,6 +236,7 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       // sees "not ready" rather than refused connections. Sessions already on
       // a worker still reach it while it drains.
       dashboard.close();
+      heartbeat.stop();
       await sup.stop(cfg.SHUTDOWN_TIMEOUT_MS);
       await balancer.close();
       deliveryStores.close();

@@ -1,7 +1,12 @@
 import cluster, { type Worker } from "node:cluster";
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
-import type { PrimaryToWorker, WorkerLoad, WorkerToPrimary } from "../shared/ipc.js";
+import type {
+  PrimaryToWorker,
+  ReplacedWorker,
+  WorkerLoad,
+  WorkerToPrimary,
+} from "../shared/ipc.js";
 import { isWorkerToPrimary } from "../shared/ipc.js";
 
 /**
@@ -21,6 +26,8 @@ export interface SlotState {
   crashes: number;
   restarts: number;
   restartTimer: NodeJS.Timeout | undefined;
+  /** Taken out of rotation for not answering the heartbeat; being killed. */
+  hung: boolean;
 }
 
 export interface SupervisorOptions {
@@ -46,6 +53,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private stopping = false;
   /** Workers asked to exit by a rolling restart: their exit is not a crash. */
   private readonly retiring = new Set<Worker>();
+  /** Workers killed because they hung: replaced at once, not counted as crashes. */
+  private readonly hungWorkers = new Set<Worker>();
+  /** The hung workers replaced so far, newest last (at most 20 kept). */
+  readonly replaced: ReplacedWorker[] = [];
   private rolling = false;
   private allReadyOnce = false;
   private readonly opts: Required<Omit<SupervisorOptions, "env" | "log">> & SupervisorOptions;
@@ -68,6 +79,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       crashes: 0,
       restarts: 0,
       restartTimer: undefined,
+      hung: false,
     }));
   }
 
@@ -79,6 +91,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const worker = cluster.fork({ ...this.opts.env, SS_SLOT: String(s.slot) });
     s.worker = worker;
     s.ready = false;
+    s.hung = false;
     s.load = undefined;
     s.startedAt = Date.now();
     worker.on("message", (msg: unknown) => {
@@ -111,6 +124,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.fork(s);
       return;
     }
+    if (this.hungWorkers.delete(worker)) {
+      s.restarts += 1;
+      this.fork(s);
+      return;
+    }
     const upFor = Date.now() - s.startedAt;
     s.crashes = upFor >= this.opts.stableAfterMs ? 1 : s.crashes + 1;
     if (s.crashes > this.opts.maxCrashes) {
@@ -137,6 +155,33 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }, delay);
   }
 
+  /**
+   * The worker in `slot` stopped answering the heartbeat (a blocked event
+   * loop, a stopped process): from now on it gets no new connections and no
+   * request of a session it owns (it is not live), it is asked to stop, and
+   * killed after `graceMs` (a stopped or blocked process cannot act on
+   * SIGTERM); its exit forks a replacement at once.
+   */
+  replaceHung(slot: number, silentMs: number, graceMs = 1_000): void {
+    const s = this.slots[slot];
+    const worker = s?.worker;
+    if (!s || !worker || s.hung || this.stopping) return;
+    s.hung = true;
+    s.ready = false;
+    this.hungWorkers.add(worker);
+    this.replaced.push({
+      worker: slot,
+      pid: worker.process.pid,
+      reason: "hung",
+      silentMs,
+      at: new Date().toISOString(),
+    });
+    if (this.replaced.length > 20) this.replaced.shift();
+    worker.process.kill("SIGTERM");
+    const kill = setTimeout(() => worker.process.kill("SIGKILL"), graceMs);
+    worker.once("exit", () => clearTimeout(kill));
+  }
+
   send(slot: number, msg: PrimaryToWorker, handle?: import("node:net").Socket): boolean {
     const w = this.slots[slot]?.worker;
     if (!w?.isConnected()) return false;
@@ -159,18 +204,20 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   readySlots(): number[] {
-    return this.slots.filter((s) => s.ready && s.worker?.isConnected()).map((s) => s.slot);
+    return this.slots
+      .filter((s) => s.ready && !s.hung && s.worker?.isConnected())
+      .map((s) => s.slot);
   }
 
   /** Ready and not overloaded; falls back to every ready slot if all are loaded. */
   eligibleSlots(): number[] {
-    const ready = this.slots.filter((s) => s.ready && s.worker?.isConnected());
+    const ready = this.slots.filter((s) => s.ready && !s.hung && s.worker?.isConnected());
     const fresh = ready.filter((s) => !s.load?.overloaded);
     return (fresh.length > 0 ? fresh : ready).map((s) => s.slot);
   }
 
   liveSlots(): Set<number> {
-    return new Set(this.slots.filter((s) => s.worker?.isConnected()).map((s) => s.slot));
+    return new Set(this.slots.filter((s) => !s.hung && s.worker?.isConnected()).map((s) => s.slot));
   }
 
   /** True while a rolling restart runs. */

@@ -356,6 +356,13 @@ const schema = z.object({
   REVOCATION_TTL_SECONDS: positiveInt
     .default(7 * 24 * 3600)
     .describe("how long a revocation is kept without `expiresAt`"),
+  WORKER_HANG_TIMEOUT_MS: positiveInt
+    .min(500)
+    .max(10_000)
+    .default(10_000)
+    .describe(
+      "a worker that has not answered the primary's heartbeat for this long is taken out of rotation, killed and replaced",
+    ),
   WORKER_RESTART_BACKOFF_BASE_MS: positiveInt
     .default(250)
     .describe("first restart delay of a crashed worker (doubles per crash)"),

@@ -121,6 +121,17 @@ export const PRIMARY_CALLS: { readonly [K in keyof PrimaryCalls]: PrimaryCalls[K
   "ss:revocations": "ss:revocations-ok",
 };
 
+/** A worker that stopped answering the heartbeat and was killed and replaced. */
+export interface ReplacedWorker {
+  worker: number;
+  pid: number | undefined;
+  reason: "hung";
+  /** How long it had not answered, ms. */
+  silentMs: number;
+  /** ISO 8601. */
+  at: string;
+}
+
 /** Worker → primary, one way. */
 export type WorkerMessage =
   | { t: "ss:ready"; slot: number }
@@ -130,7 +141,9 @@ export type WorkerMessage =
   /** A revocation learned from Redis (another host), for the primary to keep for restarts. */
   | { t: "ss:revocation-learned"; entry: RevocationEntry }
   /** `POST /api/admin/restart-workers`. */
-  | { t: "ss:restart-workers" };
+  | { t: "ss:restart-workers" }
+  /** Answer to the primary's heartbeat, sent from the worker's event loop. */
+  | { t: "ss:pong"; seq: number };
 
 /** Primary → worker, one way. */
 export type PrimaryMessage =
@@ -147,8 +160,12 @@ export type PrimaryMessage =
       /** The ports actually bound, once listening (PORT/API_PORT may be 0). */
       publicPort?: number;
       apiPort?: number;
+      /** Workers the primary replaced because they hung, newest last. */
+      replaced: ReplacedWorker[];
     }
   | { t: "ss:shutdown"; timeoutMs: number }
+  /** The heartbeat (src/primary/heartbeat.ts): answer with `ss:pong`. */
+  | { t: "ss:ping"; seq: number }
   /** Pushes for users this worker holds (src/primary/user-directory.ts). */
   | { t: "ss:deliver"; items: DirectDelivery[] };
 
@@ -168,11 +185,13 @@ const WORKER_MESSAGES: Record<WorkerMessage["t"], true> = {
   "ss:route": true,
   "ss:revocation-learned": true,
   "ss:restart-workers": true,
+  "ss:pong": true,
 };
 const PRIMARY_MESSAGES: Record<PrimaryMessage["t"], true> = {
   "ss:conn": true,
   "ss:state": true,
   "ss:shutdown": true,
+  "ss:ping": true,
   "ss:deliver": true,
 };
 export const WORKER_TO_PRIMARY_TAGS: ReadonlySet<string> = new Set<WorkerToPrimary["t"]>([

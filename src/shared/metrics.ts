@@ -227,6 +227,12 @@ export const primaryMetrics = {
     "sum",
     PRIMARY,
   ),
+  workersReplaced: counter(
+    "socket_server_workers_replaced_total",
+    "Workers the primary killed and replaced because they stopped answering its heartbeat (WORKER_HANG_TIMEOUT_MS)",
+    ["reason"],
+    PRIMARY,
+  ),
   workerRestarts: counter(
     "socket_server_worker_restarts_total",
     "Worker processes that exited unexpectedly and were restarted by the primary",

@@ -4,7 +4,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createAdapter as createClusterAdapter } from "@socket.io/cluster-adapter";
 import { Server } from "socket.io";
 import type { Config } from "../shared/config.js";
-import { sidForSlot, type WorkerLoad } from "../shared/ipc.js";
+import { type ReplacedWorker, sidForSlot, type WorkerLoad } from "../shared/ipc.js";
 import { createLogRing } from "../shared/log-ring.js";
 import { initLogger, loggerOptionsFrom } from "../shared/logger.js";
 import { createApiApp } from "./api/api-app.js";
@@ -66,6 +66,7 @@ export async function runWorker(cfg: Config): Promise<void> {
     draining: false,
     reasons: ["starting"],
     workers: { ready: 0, total: cfg.WORKERS },
+    replaced: [] as ReplacedWorker[],
   };
 
   // The ports the primary bound (PORT/API_PORT may be 0); the demo page shows the API one.
@@ -272,12 +273,15 @@ export async function runWorker(cfg: Config): Promise<void> {
       draining: msg.draining,
       reasons: msg.reasons,
       workers: { ready: msg.readyWorkers, total: msg.workers },
+      replaced: msg.replaced,
     };
     if (msg.apiPort !== undefined) {
       boundPorts = { publicPort: msg.publicPort, apiPort: msg.apiPort };
     }
   });
   primary.on("ss:shutdown", (msg) => void shutdown(msg.timeoutMs));
+  // Answered from this event loop: a blocked loop or a stopped process stays silent.
+  primary.on("ss:ping", (msg) => primary.send({ t: "ss:pong", seq: msg.seq }));
   // SIGTERM/SIGINT reach workers too when the whole process group is signalled
   // (Ctrl-C); the primary drives the shutdown, so the worker waits for it.
   process.on("SIGINT", () => {});

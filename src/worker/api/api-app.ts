@@ -3,7 +3,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
 import { GatewayError } from "../../shared/errors.js";
-import type { Query } from "../../shared/ipc.js";
+import type { Query, ReplacedWorker } from "../../shared/ipc.js";
 import type { ClusterResult } from "../cluster-client.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CountAnswer, RoomAnswer, RoomsAnswer, UserAnswer } from "../local-queries.js";
@@ -37,6 +37,8 @@ export interface ApiDeps {
     ready: boolean;
     reasons: string[];
     workers: { ready: number; total: number };
+    /** Workers the primary replaced because they hung (newest last). */
+    replaced: ReplacedWorker[];
   };
   /** Routes added by later features, mounted behind the API key check. */
   extend?: (router: Router, helpers: ApiHelpers) => void;
@@ -244,6 +246,8 @@ export function createApiApp(deps: ApiDeps): ApiHandler {
     res.json({
       connections: workers.reduce((n, w) => n + w.connections, 0),
       workers,
+      // Not among the live workers above: the ones killed for not answering, and when.
+      replaced: deps.readiness().replaced,
       uptimeSeconds: Math.round(process.uptime()),
       ...partial(missing, missingHosts),
     });
