@@ -101,7 +101,6 @@ export const CONFIG_DESCRIPTIONS: Record<string, string> = {
   WORKER_RESTART_BACKOFF_BASE_MS: "first restart delay of a crashed worker (doubles per crash)",
   WORKER_RESTART_BACKOFF_MAX_MS: "longest restart delay of a crashed worker",
   WORKER_MAX_CRASHES: "crashes in a row before the primary gives up and exits 1",
-  TEST_HOOKS: "test only: `/api/test/*` routes; refused unless `NODE_ENV=test`",
   DEMO: "serve the demo page and its token endpoint, which signs tokens for any user with `JWT_SECRET` (default: on only when the server generated its own secret; refused in production)",
 };
 

@@ -17,7 +17,6 @@ import { createRateLimits } from "./rate-limits.js";
 import { reconnectClients } from "./reconnect-clients.js";
 import { createRevocations, type SharedRedis } from "./revocations.js";
 import { watchSlowConsumers } from "./slow-consumers.js";
-import { mountTestHooks } from "./test-hooks.js";
 import { attachTokenLifetime } from "./token-lifetime.js";
 
 /**
@@ -32,8 +31,8 @@ import { attachTokenLifetime } from "./token-lifetime.js";
  * - sockets: events per socket and payload shape (`hooks`, `attach`),
  *   token expiry and `auth:refresh`, slow consumers;
  * - HTTP API: draining, shedding and pushes per key (`apiGuard`), body
- *   shape (`inspectBody`), `/api/tokens/revoke`, `/api/admin/restart-workers`
- *   and, only with TEST_HOOKS, `/api/test/*` (`extendApi`);
+ *   shape (`inspectBody`), `/api/tokens/revoke` and
+ *   `/api/admin/restart-workers` (`extendApi`);
  * - shutdown: `drain` waits for API requests in flight (pushes waiting for
  *   client acks), then tells clients to reconnect.
  */
@@ -130,7 +129,6 @@ export function createProtection(deps: ProtectionDeps) {
     pushGate: http.pushGate,
     extendApi(router: Router, helpers: ApiHelpers): void {
       mountProtectionRoutes(router, helpers, { cfg, revocations, send: deps.send });
-      if (cfg.TEST_HOOKS) mountTestHooks(router, { slot: deps.slot });
     },
     onRevoke: (q: Extract<Query, { kind: "revoke" }>) => revocations.apply(q),
     /** Loads shared state (revocations from Redis) before the worker reports ready. */
