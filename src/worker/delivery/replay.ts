@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { metrics } from "../../shared/metrics.js";
 import type { GatewayHooks, GatewaySocket } from "../gateway.js";
+import { bufferedBytes, connectionOf, transportDrained } from "../sio-internals.js";
 import type { DeliveryStore, TakenMessages } from "./delivery-store.js";
 
 /**
@@ -19,39 +20,6 @@ import type { DeliveryStore, TakenMessages } from "./delivery-store.js";
 
 const MAX_REPLAY_MS = 30_000;
 
-interface EngineConn {
-  writeBuffer: { data?: unknown }[];
-  transport: {
-    name: string;
-    socket?: { bufferedAmount?: number };
-    once(event: "drain", fn: () => void): void;
-    off(event: "drain", fn: () => void): void;
-  };
-}
-
-/** Output this socket holds for its client: Engine.IO's queue plus ws' send buffer. */
-function buffered(socket: GatewaySocket): number {
-  const conn = socket.conn as unknown as EngineConn;
-  let n = 0;
-  for (const p of conn.writeBuffer) n += typeof p.data === "string" ? p.data.length : 8;
-  if (conn.transport.name === "websocket") n += conn.transport.socket?.bufferedAmount ?? 0;
-  return n;
-}
-
-/** Resolves when the transport has written its output, or after 50 ms (a transport may change). */
-function drained(socket: GatewaySocket): Promise<void> {
-  const transport = (socket.conn as unknown as EngineConn).transport;
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      transport.off("drain", done);
-      resolve();
-    };
-    const timer = setTimeout(done, 50);
-    transport.once("drain", done);
-  });
-}
-
 export function createReplayHooks(deps: {
   store: DeliveryStore;
   log: Logger;
@@ -64,9 +32,15 @@ export function createReplayHooks(deps: {
   async function write(socket: GatewaySocket, t: TakenMessages): Promise<number> {
     const deadline = Date.now() + MAX_REPLAY_MS;
     let written = 0;
+    // Paced by the socket's output: engine.io's queue plus ws' send buffer.
+    const conn = connectionOf(socket);
     for (const m of t.messages) {
-      while (socket.connected && buffered(socket) > deps.highWaterBytes && Date.now() < deadline) {
-        await drained(socket);
+      while (
+        socket.connected &&
+        bufferedBytes(conn) > deps.highWaterBytes &&
+        Date.now() < deadline
+      ) {
+        await transportDrained(conn, 50);
       }
       if (!socket.connected || Date.now() >= deadline) break;
       socket.emit(m.event, JSON.parse(m.payloadJson) as unknown);

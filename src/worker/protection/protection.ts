@@ -7,6 +7,7 @@ import type { Query, WorkerToPrimary } from "../../shared/ipc.js";
 import type { ApiHelpers } from "../api/api-app.js";
 import type { AuthService } from "../auth/auth-service.js";
 import type { GatewayServer, GatewaySocket } from "../gateway.js";
+import { pendingAcks } from "../sio-internals.js";
 import { createAdmission } from "./admission.js";
 import { createEventGuard } from "./event-guard.js";
 import { createHttpGuard } from "./http-guard.js";
@@ -178,7 +179,7 @@ export type Protection = ReturnType<typeof createProtection>;
 function pendingClientAcks(io: GatewayServer): number {
   let n = 0;
   for (const s of io.of("/").sockets.values()) {
-    n += (s as unknown as { acks: Map<number, unknown> }).acks.size;
+    n += pendingAcks(s).size;
   }
   return n;
 }
