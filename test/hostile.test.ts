@@ -16,8 +16,8 @@ let server: RunningServer;
 beforeAll(async () => {
   server = await startServer({
     workers: 2,
+    testHooks: true,
     env: {
-      TEST_HOOKS: "true",
       MAX_USER_IDS_PER_PUSH: "10",
       MAX_PAYLOAD_BYTES: "65536",
       CORS_ORIGINS: "http://allowed.example",

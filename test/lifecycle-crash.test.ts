@@ -26,7 +26,7 @@ afterEach(async () => {
 });
 
 async function start(env: Record<string, string>, workers = 2): Promise<RunningServer> {
-  const s = await startServer({ workers, env: { TEST_HOOKS: "true", ...env } });
+  const s = await startServer({ workers, env, testHooks: true });
   cleanups.push(() => s.stop());
   return s;
 }
@@ -216,7 +216,7 @@ describe("crash recovery", () => {
       origin: "uncaughtException",
     });
     expect(entry.err.message).toContain("test-only crash");
-    expect(entry.err.stack).toContain("test-hooks");
+    expect(entry.err.stack).toContain("worker-hooks");
     expect(typeof entry["uptimeSeconds"]).toBe("number");
     expect(typeof entry["rssBytes"]).toBe("number");
     await server.waitForOutput(/worker exited unexpectedly; restarting/);
@@ -226,7 +226,8 @@ describe("crash recovery", () => {
   it("a worker crashing in a loop makes the primary give up loudly with exit 1", async () => {
     const server = await startServer({
       workers: 1,
-      env: { TEST_HOOKS: "true", WORKER_MAX_CRASHES: "2", WORKER_RESTART_BACKOFF_BASE_MS: "50" },
+      testHooks: true,
+      env: { WORKER_MAX_CRASHES: "2", WORKER_RESTART_BACKOFF_BASE_MS: "50" },
     });
     cleanups.push(() => server.stop());
     for (let i = 0; i < 3; i++) {

@@ -15,7 +15,6 @@ import { type RunningServer, startServer } from "./support/server.js";
 
 // Limits low enough to reach in a test, on a real 2-worker cluster.
 const LIMITS = {
-  TEST_HOOKS: "true",
   RATE_EVENTS_PER_SECOND: "20",
   RATE_EVENTS_BURST: "20",
   RATE_CONNECTIONS_PER_IP_PER_MINUTE: "60",
@@ -27,7 +26,7 @@ const LIMITS = {
 
 let server: RunningServer;
 beforeAll(async () => {
-  server = await startServer({ workers: 2, env: LIMITS });
+  server = await startServer({ workers: 2, env: LIMITS, testHooks: true });
 });
 afterAll(async () => {
   closeOpened();

@@ -1,6 +1,7 @@
 import net from "node:net";
 import type { Logger } from "pino";
 import { slotFromRequestLine } from "../shared/ipc.js";
+import { holdHandleReads, resumeHandleReads } from "../shared/node-internals.js";
 
 /**
  * The primary's two listeners. For each TCP connection it reads only up to
@@ -23,7 +24,7 @@ import { slotFromRequestLine } from "../shared/ipc.js";
  * the primary when its acknowledgement came late (1 handshake in ~50,000,
  * closed by the worker's connect timeout 10 s later: bench/RESULTS.md). So
  * the handle is marked as reading, which is the flag `_read()` checks, until
- * the primary itself reads from it again (`resumeReading`).
+ * the primary itself reads from it again (src/shared/node-internals.ts).
  */
 
 export type PortKind = "public" | "api";
@@ -50,26 +51,6 @@ export interface Balancer {
   close(): Promise<void>;
 }
 
-type ReadHandle = { reading?: boolean; readStop?: () => void };
-const handleOf = (socket: net.Socket) => (socket as unknown as { _handle?: ReadHandle })._handle;
-
-/** Stops reading, and keeps net from starting again (see above). */
-function stopReading(socket: net.Socket): void {
-  socket.pause();
-  const handle = handleOf(socket);
-  if (handle?.readStop) {
-    handle.readStop();
-    handle.reading = true;
-  }
-}
-
-/** For a connection the primary answers itself: net may read from it again. */
-function resumeReading(socket: net.Socket): void {
-  const handle = handleOf(socket);
-  if (handle) handle.reading = false;
-  socket.resume();
-}
-
 export function createBalancer(deps: BalancerDeps): Balancer {
   const servers: net.Server[] = [];
   let rr = 0;
@@ -90,7 +71,7 @@ export function createBalancer(deps: BalancerDeps): Balancer {
     const path = q === -1 ? target : target.slice(0, q);
 
     if (deps.isPrimaryPath(port, method, path)) {
-      resumeReading(socket);
+      resumeHandleReads(socket);
       deps.serveLocally(socket, head);
       return;
     }
@@ -105,7 +86,7 @@ export function createBalancer(deps: BalancerDeps): Balancer {
     for (const other of deps.eligibleSlots()) {
       if (other !== slot && !socket.destroyed && deps.handOff(other, port, socket, head)) return;
     }
-    resumeReading(socket); // to see the client's end of the connection
+    resumeHandleReads(socket); // to see the client's end of the connection
     socket.end(
       "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n" +
         "Content-Type: application/json\r\nContent-Length: 69\r\n\r\n" +
@@ -128,9 +109,9 @@ export function createBalancer(deps: BalancerDeps): Balancer {
       const eol = head.indexOf("\r\n");
       if (eol === -1 && size < MAX_REQUEST_LINE) return;
       cleanup();
-      stopReading(socket);
+      holdHandleReads(socket);
       if (eol === -1) {
-        resumeReading(socket);
+        resumeHandleReads(socket);
         socket.end("HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
         return;
       }

@@ -2,6 +2,7 @@ import type { Worker } from "node:cluster";
 import type net from "node:net";
 import type { Logger } from "pino";
 import type { PrimaryToWorker } from "../shared/ipc.js";
+import { takeUnacknowledgedHandles } from "../shared/node-internals.js";
 import type { PortKind } from "./balancer.js";
 import type { Supervisor } from "./supervisor.js";
 
@@ -22,11 +23,6 @@ import type { Supervisor } from "./supervisor.js";
  * another worker.
  */
 
-interface ChildHandleState {
-  _pendingMessage?: { handle?: { close(): void } | null } | null;
-  _handleQueue?: { message?: unknown; handle?: unknown }[] | null;
-}
-
 export function createHandoff(deps: {
   sup: Supervisor;
   eligibleSlots: () => number[];
@@ -39,11 +35,7 @@ export function createHandoff(deps: {
   }
 
   function rescue(slot: number, worker: Worker): void {
-    const child = worker.process as unknown as ChildHandleState;
-    const inFlight = child._pendingMessage?.handle;
-    const queued = child._handleQueue ?? [];
-    child._pendingMessage = null;
-    child._handleQueue = null;
+    const { inFlight, queued } = takeUnacknowledgedHandles(worker.process);
     let closed = 0;
     let rehanded = 0;
     if (inFlight) {

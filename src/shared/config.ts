@@ -373,8 +373,6 @@ const schema = z.object({
   WORKER_MAX_CRASHES: positiveInt
     .default(8)
     .describe("crashes in a row before the primary gives up and exits 1"),
-  /** TEST ONLY: mounts /api/test/* (stall or crash a worker). Refused unless NODE_ENV=test. */
-  TEST_HOOKS: bool.default(false),
 
   DEMO: bool
     .optional()
@@ -478,9 +476,6 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
   }
   if (c.PORT !== 0 && c.PORT === c.API_PORT) {
     problems.push("API_PORT: got the same as PORT, expected a different port");
-  }
-  if (c.TEST_HOOKS && c.NODE_ENV !== "test") {
-    problems.push("TEST_HOOKS: got true, expected it only with NODE_ENV=test");
   }
   // The demo signs tokens for any user: only with a secret the server made
   // itself (withDevDefaults sets DEMO then) or an explicit DEMO=true.

@@ -1,4 +1,5 @@
 import type http from "node:http";
+import { startStalledRequestChecks } from "./node-internals.js";
 
 /**
  * Closes stalled HTTP connections (headers or body not arriving) on a server
@@ -15,11 +16,7 @@ import type http from "node:http";
 export function enforceRequestTimeouts(server: http.Server, timeoutMs: number): void {
   server.headersTimeout = timeoutMs;
   server.requestTimeout = timeoutMs;
-  // Read when the tracking starts: set it first.
-  // A constructor option in the types, a plain property in Node's http server.
-  (server as { connectionsCheckingInterval?: number }).connectionsCheckingInterval =
-    checkIntervalMs(timeoutMs);
-  if (!server.listening) server.emit("listening");
+  startStalledRequestChecks(server, checkIntervalMs(timeoutMs));
 }
 
 /** A quarter of the timeout, between 100 ms and 5 s. */

@@ -1,5 +1,6 @@
-import http from "node:http";
+import type http from "node:http";
 import type { GatewayServer } from "./gateway.js";
+import { connectionOf, releaseHandshakeRequest } from "./sio-internals.js";
 
 /**
  * Lets go of what a connected socket no longer needs from its handshake, so
@@ -16,24 +17,18 @@ import type { GatewayServer } from "./gateway.js";
  *   `socket.data`. `handshake.address` and the rest stay.
  */
 
-const UPGRADE_RESPONSE = Symbol("upgrade response");
-
-interface UpgradeResponse {
-  req: unknown;
-}
+const MIDDLEWARE_RESPONSE = Symbol("middleware response");
 
 export function trimSocketMemory(io: GatewayServer): void {
-  // Engine.io middlewares receive the response object of an upgrade request.
+  // Engine.io middlewares receive the response object of an upgrade request too.
   io.engine.use((req: http.IncomingMessage, res: http.ServerResponse, next: () => void) => {
-    (req as unknown as Record<symbol, unknown>)[UPGRADE_RESPONSE] = res;
+    (req as unknown as Record<symbol, unknown>)[MIDDLEWARE_RESPONSE] = res;
     next();
   });
   io.on("connection", (socket) => {
-    const conn = socket.conn as unknown as { request: Record<symbol, unknown> | null };
-    const res = conn.request?.[UPGRADE_RESPONSE] as UpgradeResponse | undefined;
-    // Only the upgrade's stand-in response; a polling request's real one is Node's.
-    if (res && !(res instanceof http.ServerResponse)) res.req = null;
-    conn.request = null;
+    const conn = connectionOf(socket);
+    const req = conn.request as Record<symbol, unknown> | null;
+    releaseHandshakeRequest(conn, req?.[MIDDLEWARE_RESPONSE]);
     socket.handshake.headers = {};
     socket.handshake.query = {};
     socket.handshake.auth = {};

@@ -1,5 +1,4 @@
 import { performance } from "node:perf_hooks";
-import { Socket } from "socket.io";
 import { BUILT_IN_EVENTS, userRoom } from "../shared/events.js";
 import type { LogRing } from "../shared/log-ring.js";
 import {
@@ -17,6 +16,7 @@ import {
   type RoomsPageAnswer,
 } from "../shared/observability.js";
 import type { GatewayServer, GatewaySocket } from "./gateway.js";
+import { wrapAckFunctions } from "./sio-internals.js";
 
 /**
  * A worker's instrumentation and its answers to the primary's metrics and
@@ -73,26 +73,19 @@ function countDisconnect(reason: string): void {
 let acksPatched = false;
 /**
  * Counts every error ack (`{ ok: false, error: { code } }`) whichever handler
- * sends it, by wrapping the ack function Socket.IO creates for an incoming
- * event. Socket.IO has no public hook for this; `Socket.prototype.ack` is
- * stable across v4, and test/metrics.test.ts fails if it stops counting.
+ * sends it, by wrapping the ack functions Socket.IO creates for incoming
+ * events (no public hook: sio-internals.ts); test/metrics.test.ts fails if
+ * it stops counting.
  */
 function countErrorAcks(): void {
   if (acksPatched) return;
-  const proto = Socket.prototype as unknown as { ack?: (id: number) => (...a: unknown[]) => void };
-  const original = proto.ack;
-  if (typeof original !== "function") return;
-  acksPatched = true;
-  proto.ack = function (this: unknown, id: number) {
-    const send = original.call(this, id);
-    return (...args: unknown[]) => {
-      const code = (args[0] as { ok?: unknown; error?: { code?: unknown } } | null)?.error?.code;
-      if ((args[0] as { ok?: unknown } | null)?.ok === false && typeof code === "string") {
-        metrics.eventRejections.inc({ code });
-      }
-      send(...args);
-    };
-  };
+  acksPatched = wrapAckFunctions((send) => (...args: unknown[]) => {
+    const code = (args[0] as { ok?: unknown; error?: { code?: unknown } } | null)?.error?.code;
+    if ((args[0] as { ok?: unknown } | null)?.ok === false && typeof code === "string") {
+      metrics.eventRejections.inc({ code });
+    }
+    send(...args);
+  });
 }
 
 async function total(metric: { get(): Promise<{ values: { value: number }[] }> }) {

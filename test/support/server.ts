@@ -7,6 +7,7 @@ import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./fixtures.
 import { track, waitExit } from "./processes.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
+const WORKER_HOOKS = new URL("./worker-hooks.ts", import.meta.url).href;
 
 export interface RunningServer {
   proc: ChildProcess;
@@ -35,6 +36,8 @@ export interface StartOptions {
   /** Do not fill in test secrets (to test configuration errors). */
   bare?: boolean;
   startTimeoutMs?: number;
+  /** Load test/support/worker-hooks.ts (`/api/test/*`: stall or crash a worker) into the server. */
+  testHooks?: boolean;
 }
 
 /** Starts the real server (`node dist/main.js`: primary + forked workers) on free ports. */
@@ -58,7 +61,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     ...opts.env,
   };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  const proc = spawn(process.execPath, [MAIN], {
+  const args = opts.testHooks ? ["--import", WORKER_HOOKS, MAIN] : [MAIN];
+  const proc = spawn(process.execPath, args, {
     env,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],

@@ -1,4 +1,5 @@
 import type { GatewayServer } from "../gateway.js";
+import { ackIdCounter, pendingAcks } from "../sio-internals.js";
 
 /**
  * Pushes that wait for client acks. Socket.IO's own
@@ -53,7 +54,7 @@ export function emitWithAcks(
       clearTimeout(timer);
       // Our own sockets that never acked would keep the callback until they disconnect.
       if (acked < delivered && packet.id !== undefined) {
-        for (const s of nsp.sockets.values()) acksOf(s).delete(packet.id);
+        for (const s of nsp.sockets.values()) pendingAcks(s).delete(packet.id);
       }
       resolve({ delivered, acked });
     };
@@ -90,10 +91,6 @@ export function emitWithAcks(
   });
 }
 
-function acksOf(socket: unknown): Map<number, unknown> {
-  return (socket as { acks: Map<number, unknown> }).acks;
-}
-
 /**
  * A worker that relays a push for another server keeps the ack callback of
  * each socket it wrote to until that client acks or disconnects; a client
@@ -103,17 +100,17 @@ function acksOf(socket: unknown): Map<number, unknown> {
  * dropped. Only pushes with ackTimeoutMs emit with acks in this server.
  */
 export function sweepStaleAcks(io: GatewayServer, maxAgeMs: number, intervalMs = 10_000) {
-  const nsp = io.of("/") as unknown as { _ids: number; sockets: Map<string, unknown> };
+  const nsp = io.of("/");
   const samples: { at: number; ids: number }[] = [];
   const timer = setInterval(() => {
     const now = Date.now();
-    samples.push({ at: now, ids: nsp._ids });
+    samples.push({ at: now, ids: ackIdCounter(nsp) });
     let watermark = -1;
     while (samples.length > 1 && samples[1]!.at <= now - maxAgeMs) samples.shift();
     if (samples[0]!.at <= now - maxAgeMs) watermark = samples[0]!.ids;
     if (watermark < 0) return;
     for (const s of nsp.sockets.values()) {
-      const acks = acksOf(s);
+      const acks = pendingAcks(s);
       if (acks.size === 0) continue;
       // Insertion order is id order: stop at the first recent one.
       for (const id of acks.keys()) {

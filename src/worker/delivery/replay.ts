@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { metrics } from "../../shared/metrics.js";
 import type { GatewayHooks, GatewaySocket } from "../gateway.js";
+import { bufferedBytes, connectionOf, transportDrained } from "../sio-internals.js";
 import type { DeliveryStore, TakenMessages } from "./delivery-store.js";
 
 /**
@@ -32,39 +33,6 @@ export const REPLAY_LEASE_MS = MAX_REPLAY_MS * 2;
 /** Try to confirm written messages at least this often, so a crash repeats few of them. */
 const CONFIRM_EVERY = 8;
 
-interface EngineConn {
-  writeBuffer: { data?: unknown }[];
-  transport: {
-    name: string;
-    socket?: { bufferedAmount?: number };
-    once(event: "drain", fn: () => void): void;
-    off(event: "drain", fn: () => void): void;
-  };
-}
-
-/** Output this socket holds for its client: Engine.IO's queue plus ws' send buffer. */
-function buffered(socket: GatewaySocket): number {
-  const conn = socket.conn as unknown as EngineConn;
-  let n = 0;
-  for (const p of conn.writeBuffer) n += typeof p.data === "string" ? p.data.length : 8;
-  if (conn.transport.name === "websocket") n += conn.transport.socket?.bufferedAmount ?? 0;
-  return n;
-}
-
-/** Resolves when the transport has written its output, or after 50 ms (a transport may change). */
-function drained(socket: GatewaySocket): Promise<void> {
-  const transport = (socket.conn as unknown as EngineConn).transport;
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      transport.off("drain", done);
-      resolve();
-    };
-    const timer = setTimeout(done, 50);
-    transport.once("drain", done);
-  });
-}
-
 export function createReplayHooks(deps: {
   store: DeliveryStore;
   log: Logger;
@@ -87,29 +55,31 @@ export function createReplayHooks(deps: {
     const deadline = Date.now() + MAX_REPLAY_MS;
     let written = 0;
     let confirmed = 0;
+    // Paced by the socket's output: engine.io's queue plus ws' send buffer.
+    const conn = connectionOf(socket);
     const confirmFlushed = async () => {
-      if (written > confirmed && buffered(socket) === 0) {
+      if (written > confirmed && bufferedBytes(conn) === 0) {
         await t.confirm(written);
         confirmed = written;
       }
     };
     const waitWhile = async (cond: () => boolean) => {
       while (socket.connected && cond() && Date.now() < deadline) {
-        await drained(socket);
+        await transportDrained(conn, 50);
         await confirmFlushed();
       }
     };
     for (const m of t.messages) {
-      await waitWhile(() => buffered(socket) > deps.highWaterBytes);
+      await waitWhile(() => bufferedBytes(conn) > deps.highWaterBytes);
       if (!socket.connected || Date.now() >= deadline) break;
       socket.emit(m.event, JSON.parse(m.payloadJson) as unknown);
       written += 1;
       if (written - confirmed >= CONFIRM_EVERY) {
-        await drained(socket);
+        await transportDrained(conn, 50);
         await confirmFlushed();
       }
     }
-    await waitWhile(() => buffered(socket) > 0);
+    await waitWhile(() => bufferedBytes(conn) > 0);
     await confirmFlushed();
     return confirmed;
   }

@@ -8,6 +8,7 @@ import type { ApiHelpers } from "../api/api-app.js";
 import type { AuthService } from "../auth/auth-service.js";
 import type { GatewayServer, GatewaySocket } from "../gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
+import { pendingAcks } from "../sio-internals.js";
 import { createAdmission } from "./admission.js";
 import { createEventGuard } from "./event-guard.js";
 import { createHttpGuard } from "./http-guard.js";
@@ -18,7 +19,6 @@ import { createRateLimits } from "./rate-limits.js";
 import { reconnectClients } from "./reconnect-clients.js";
 import { createRevocations, type SharedRedis } from "./revocations.js";
 import { watchSlowConsumers } from "./slow-consumers.js";
-import { mountTestHooks } from "./test-hooks.js";
 import { attachTokenLifetime } from "./token-lifetime.js";
 
 /**
@@ -33,8 +33,8 @@ import { attachTokenLifetime } from "./token-lifetime.js";
  * - sockets: events per socket and payload shape (`hooks`, `attach`),
  *   token expiry and `auth:refresh`, slow consumers;
  * - HTTP API: draining, shedding and pushes per key (`apiGuard`), body
- *   shape (`inspectBody`), `/api/tokens/revoke`, `/api/admin/restart-workers`
- *   and, only with TEST_HOOKS, `/api/test/*` (`extendApi`);
+ *   shape (`inspectBody`), `/api/tokens/revoke` and
+ *   `/api/admin/restart-workers` (`extendApi`);
  * - shutdown: `drain` waits for API requests in flight (pushes waiting for
  *   client acks), then tells clients to reconnect.
  */
@@ -132,7 +132,6 @@ export function createProtection(deps: ProtectionDeps) {
     pushGate: http.pushGate,
     extendApi(router: Router, helpers: ApiHelpers): void {
       mountProtectionRoutes(router, helpers, { cfg, revocations, primary: deps.primary });
-      if (cfg.TEST_HOOKS) mountTestHooks(router, { slot: deps.slot });
     },
     onRevoke: (q: Extract<Query, { kind: "revoke" }>) => revocations.apply(q),
     /** Loads shared state (revocations from Redis) before the worker reports ready. */
@@ -182,7 +181,7 @@ export type Protection = ReturnType<typeof createProtection>;
 function pendingClientAcks(io: GatewayServer): number {
   let n = 0;
   for (const s of io.of("/").sockets.values()) {
-    n += (s as unknown as { acks: Map<number, unknown> }).acks.size;
+    n += pendingAcks(s).size;
   }
   return n;
 }

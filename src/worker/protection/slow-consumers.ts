@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { metrics } from "../../shared/metrics.js";
 import type { GatewayServer } from "../gateway.js";
+import { bufferedBytes, engineConnections, outputIdle } from "../sio-internals.js";
 
 /**
  * Disconnects clients that do not read their socket before their pending
@@ -21,46 +22,17 @@ import type { GatewayServer } from "../gateway.js";
 
 const CHECK_MS = 250;
 
-interface PacketLike {
-  data?: unknown;
-}
-interface EngineSocketLike {
-  writeBuffer: PacketLike[];
-  transport: {
-    name: string;
-    writable: boolean;
-    socket?: { bufferedAmount?: number; terminate?: () => void };
-  };
-  close(discard?: boolean): void;
-}
-
-function packetBytes(p: PacketLike): number {
-  const d = p.data;
-  if (typeof d === "string") return d.length;
-  if (d instanceof ArrayBuffer) return d.byteLength;
-  if (ArrayBuffer.isView(d)) return d.byteLength;
-  return 8;
-}
-
-export function bufferedBytes(conn: EngineSocketLike): number {
-  let n = 0;
-  for (const p of conn.writeBuffer) n += packetBytes(p);
-  if (conn.transport.name === "websocket") n += conn.transport.socket?.bufferedAmount ?? 0;
-  return n;
-}
-
 export function watchSlowConsumers(deps: {
   io: GatewayServer;
   log: Logger;
   maxBufferedBytes: number;
 }): { close(): void } {
   const log = deps.log.child({ module: "slow-consumers" });
-  // Engine.IO keeps its sockets in a plain object keyed by id.
-  const engine = deps.io.engine as unknown as { clients: Record<string, EngineSocketLike> };
   const timer = setInterval(() => {
-    for (const id in engine.clients) {
-      const conn = engine.clients[id]!;
-      if (conn.transport.writable && conn.writeBuffer.length === 0) continue;
+    const clients = engineConnections(deps.io);
+    for (const id in clients) {
+      const conn = clients[id]!;
+      if (outputIdle(conn)) continue;
       const bytes = bufferedBytes(conn);
       if (bytes <= deps.maxBufferedBytes) continue;
       metrics.shed.inc({ reason: "slow_consumer" });

@@ -1,0 +1,136 @@
+import http from "node:http";
+import { Socket } from "socket.io";
+
+/**
+ * Every private part of Socket.IO (4.8) and engine.io (6.6) that this server
+ * reaches, in one place: each function says why it is needed and what it
+ * assumes. test/internals.test.ts pins each one against the installed
+ * versions, so that an upgrade that changes one fails a test there rather
+ * than quietly in production. Nothing else in src/ should reach past the
+ * typed API of either library.
+ */
+
+// ---- Socket.IO ----
+
+/**
+ * The callbacks of this socket's emits that asked for an ack and are still
+ * unanswered: the private `acks` Map, keyed by packet id, filled in id order
+ * and emptied as the client answers (or when the emit times out). Read to
+ * wait for acks still owed at shutdown, and to sweep callbacks of clients
+ * that never answer (delivery/acks.ts).
+ */
+export function pendingAcks(socket: object): Map<number, unknown> {
+  return (socket as { acks: Map<number, unknown> }).acks;
+}
+
+/**
+ * The namespace's packet id counter (`_ids`, public in the typings but
+ * undocumented): every emit with an ack, to one socket or broadcast, takes
+ * the next id from it, so ids only grow and a sample of the counter taken
+ * earlier is a watermark for the acks registered before it.
+ */
+export function ackIdCounter(nsp: object): number {
+  return (nsp as { _ids: number })._ids;
+}
+
+export type AckFunction = (...args: unknown[]) => void;
+
+/**
+ * Passes every ack function that Socket.IO hands to an event handler through
+ * `wrap`, whichever handler later calls it. Socket.IO has no public hook for
+ * the acks a handler sends; they are built by the private
+ * `Socket.prototype.ack(id)`, stable across v4. Patches the prototype: call
+ * it once per process. False if the method is gone.
+ */
+export function wrapAckFunctions(wrap: (send: AckFunction) => AckFunction): boolean {
+  const proto = Socket.prototype as unknown as { ack?: (id: number) => AckFunction };
+  const original = proto.ack;
+  if (typeof original !== "function") return false;
+  proto.ack = function (this: unknown, id: number) {
+    return wrap(original.call(this, id));
+  };
+  return true;
+}
+
+// ---- engine.io ----
+
+/** What this server reads of an engine.io connection (`socket.conn`) beyond its typings. */
+export interface EngineConnection {
+  id: string;
+  /** Private: packets waiting while the transport is busy (a websocket send not yet written, a polling client not polling). */
+  writeBuffer: { data?: unknown }[];
+  transport: {
+    name: string;
+    /** False while a write is in progress; engine.io emits "drain" when it is done. */
+    writable: boolean;
+    /** On websocket, the `ws` WebSocket (public API from there on). */
+    socket?: { bufferedAmount?: number; terminate?: () => void };
+    once(event: "drain", fn: () => void): unknown;
+    off(event: "drain", fn: () => void): unknown;
+  };
+  /** The session's first HTTP request (typed, but only ever read by us to drop it). */
+  request: unknown;
+  close(discard?: boolean): void;
+}
+
+export function connectionOf(socket: { conn: object }): EngineConnection {
+  return socket.conn as unknown as EngineConnection;
+}
+
+/** engine.io's open connections by id: the protected `clients`, a plain object. */
+export function engineConnections(io: { engine: object }): Record<string, EngineConnection> {
+  return (io.engine as unknown as { clients: Record<string, EngineConnection> }).clients;
+}
+
+/** True when the transport is free and nothing waits in `writeBuffer`: the client is keeping up. */
+export function outputIdle(conn: EngineConnection): boolean {
+  return conn.transport.writable && conn.writeBuffer.length === 0;
+}
+
+/**
+ * Output a connection holds for its client: engine.io's `writeBuffer`, plus,
+ * on websocket, `ws`' `bufferedAmount` (bytes in its sender queue and in the
+ * net.Socket, not yet taken by the kernel). Strings count by length.
+ */
+export function bufferedBytes(conn: EngineConnection): number {
+  let n = 0;
+  for (const p of conn.writeBuffer) n += packetBytes(p.data);
+  if (conn.transport.name === "websocket") n += conn.transport.socket?.bufferedAmount ?? 0;
+  return n;
+}
+
+function packetBytes(d: unknown): number {
+  if (typeof d === "string") return d.length;
+  if (d instanceof ArrayBuffer) return d.byteLength;
+  if (ArrayBuffer.isView(d)) return d.byteLength;
+  return 8;
+}
+
+/** Resolves when the transport has written its output ("drain"), or after `maxMs` (a transport may be replaced meanwhile). */
+export function transportDrained(conn: EngineConnection, maxMs: number): Promise<void> {
+  const transport = conn.transport;
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      transport.off("drain", done);
+      resolve();
+    };
+    const timer = setTimeout(done, maxMs);
+    transport.once("drain", done);
+  });
+}
+
+/**
+ * Lets go of a connection's handshake request. engine.io keeps it twice:
+ * as `conn.request`, and, for a websocket upgrade, in the stand-in response
+ * object it builds for middlewares (private `WebSocketResponse`, whose `req`
+ * lives as long as the TCP socket's "close" listener). `middlewareRes` is
+ * the response a middleware received for that request; a polling request's
+ * is Node's own ServerResponse and is left alone.
+ */
+export function releaseHandshakeRequest(conn: EngineConnection, middlewareRes: unknown): void {
+  if (middlewareRes && !(middlewareRes instanceof http.ServerResponse)) {
+    (middlewareRes as { req: unknown }).req = null;
+  }
+  conn.request = null;
+}

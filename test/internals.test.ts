@@ -1,0 +1,282 @@
+import cluster from "node:cluster";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Server, type Socket } from "socket.io";
+import { io as connectClient, type Socket as ClientSocket } from "socket.io-client";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  holdHandleReads,
+  resumeHandleReads,
+  startStalledRequestChecks,
+  takeUnacknowledgedHandles,
+} from "../src/shared/node-internals.js";
+import {
+  type AckFunction,
+  ackIdCounter,
+  bufferedBytes,
+  connectionOf,
+  engineConnections,
+  outputIdle,
+  pendingAcks,
+  releaseHandshakeRequest,
+  transportDrained,
+  wrapAckFunctions,
+} from "../src/worker/sio-internals.js";
+import { waitFor } from "./support/wait.js";
+
+/**
+ * Pins every private part of Socket.IO, engine.io and Node that src/ relies
+ * on (src/worker/sio-internals.ts, src/shared/node-internals.ts) against the
+ * installed versions, on real servers in this process: an upgrade that
+ * changes one fails here.
+ */
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function listen(server: net.Server): Promise<number> {
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return (server.address() as AddressInfo).port;
+}
+
+describe("Socket.IO and engine.io (sio-internals.ts)", () => {
+  const httpServer = http.createServer();
+  const io = new Server(httpServer, { perMessageDeflate: false });
+  /** What engine.io middlewares received as the response, by request. */
+  const middlewareRes = new WeakMap<http.IncomingMessage, unknown>();
+  io.engine.use((req: http.IncomingMessage, res: unknown, next: () => void) => {
+    middlewareRes.set(req, res);
+    next();
+  });
+  let url = "";
+  beforeAll(async () => {
+    url = `http://127.0.0.1:${await listen(httpServer)}`;
+  });
+  afterAll(async () => {
+    await io.close();
+  });
+
+  /** A client and the server's side of it. */
+  async function pair(
+    transport: "websocket" | "polling" = "websocket",
+  ): Promise<{ s: Socket; c: ClientSocket }> {
+    const accepted = new Promise<Socket>((resolve) => io.once("connection", resolve));
+    const c = connectClient(url, { transports: [transport], forceNew: true, reconnection: false });
+    cleanups.push(() => c.close());
+    const s = await accepted;
+    if (!c.connected) await new Promise<void>((r) => c.once("connect", () => r()));
+    return { s, c };
+  }
+
+  it("socket.acks holds the callbacks of emits with an ack, keyed by ids from nsp._ids, until answered", async () => {
+    const { s, c } = await pair();
+    const acks = pendingAcks(s);
+    expect(acks).toBeInstanceOf(Map);
+    expect(acks.size).toBe(0);
+    const answers: ((v: unknown) => void)[] = [];
+    c.on("ask", (_n: number, cb: (v: unknown) => void) => answers.push(cb));
+
+    const first = ackIdCounter(io.of("/"));
+    expect(typeof first).toBe("number");
+    const one = new Promise((r) => s.emit("ask", 1, r));
+    // A broadcast with an ack takes its id from the same counter (delivery/acks.ts).
+    const two = new Promise((r) =>
+      io.timeout(5_000).emit("ask", 2, (_err: unknown, replies: unknown) => r(replies)),
+    );
+    expect(ackIdCounter(io.of("/"))).toBe(first + 2);
+    expect([...acks.keys()]).toEqual([first, first + 1]);
+
+    await waitFor("both asks", async () => (answers.length === 2 ? true : undefined));
+    answers[0]!("a");
+    answers[1]!("b");
+    expect(await one).toBe("a");
+    expect(await two).toEqual(["b"]);
+    expect(acks.size).toBe(0);
+  });
+
+  it("Socket.prototype.ack builds the ack function a handler receives", async () => {
+    const sent: unknown[][] = [];
+    expect(
+      wrapAckFunctions((send: AckFunction) => (...args) => {
+        sent.push(args);
+        send(...args);
+      }),
+    ).toBe(true);
+    const { s, c } = await pair();
+    s.on("q", (cb: (v: unknown) => void) => cb({ ok: false, error: { code: "X" } }));
+    expect(await c.emitWithAck("q")).toEqual({ ok: false, error: { code: "X" } });
+    expect(sent).toEqual([[{ ok: false, error: { code: "X" } }]]);
+  });
+
+  it("engine.clients holds every open connection by id, as socket.conn", async () => {
+    const { s, c } = await pair();
+    const conn = connectionOf(s);
+    expect(conn).toBe(s.conn);
+    expect(engineConnections(io)[conn.id]).toBe(conn);
+    c.close();
+    await waitFor("the connection closed", async () =>
+      engineConnections(io)[conn.id] ? undefined : true,
+    );
+  });
+
+  it("writeBuffer queues packets while a websocket write is in progress; the transport emits drain", async () => {
+    const { s } = await pair();
+    const conn = connectionOf(s);
+    expect(Array.isArray(conn.writeBuffer)).toBe(true);
+    expect(conn.transport.name).toBe("websocket");
+    expect(typeof conn.transport.socket?.bufferedAmount).toBe("number");
+    expect(typeof conn.transport.socket?.terminate).toBe("function");
+    expect(outputIdle(conn)).toBe(true);
+    expect(bufferedBytes(conn)).toBe(0);
+
+    // The first is handed to ws at once (the transport turns unwritable), the second waits.
+    s.emit("big", "x".repeat(1_000));
+    s.emit("big", "y".repeat(1_000));
+    expect(conn.transport.writable).toBe(false);
+    expect(conn.writeBuffer.length).toBe(1);
+    expect(typeof conn.writeBuffer[0]!.data).toBe("string");
+    expect(outputIdle(conn)).toBe(false);
+    expect(bufferedBytes(conn)).toBeGreaterThanOrEqual(1_000);
+
+    const t0 = Date.now();
+    await transportDrained(conn, 10_000);
+    expect(Date.now() - t0).toBeLessThan(5_000); // the event, not the timer
+    await waitFor("the output written", async () => (outputIdle(conn) ? true : undefined));
+  });
+
+  it("a websocket upgrade keeps its request in conn.request and in the stand-in response middlewares get", async () => {
+    const { s } = await pair("websocket");
+    const conn = connectionOf(s);
+    const req = conn.request as http.IncomingMessage;
+    expect(req).toBeInstanceOf(http.IncomingMessage);
+    const res = middlewareRes.get(req) as { req?: unknown };
+    expect(res).toBeDefined();
+    expect(res).not.toBeInstanceOf(http.ServerResponse);
+    expect(res.req).toBe(req);
+    releaseHandshakeRequest(conn, res);
+    expect(res.req).toBeNull();
+    expect(conn.request).toBeNull();
+  });
+
+  it("a polling handshake's middlewares get Node's own response, which is left alone", async () => {
+    const { s } = await pair("polling");
+    const conn = connectionOf(s);
+    const req = conn.request as http.IncomingMessage;
+    const res = middlewareRes.get(req);
+    expect(res).toBeInstanceOf(http.ServerResponse);
+    releaseHandshakeRequest(conn, res);
+    expect((res as http.ServerResponse).req).toBe(req);
+    expect(conn.request).toBeNull();
+  });
+});
+
+describe("Node (node-internals.ts)", () => {
+  async function socketPair(): Promise<{ server: net.Socket; client: net.Socket }> {
+    const srv = net.createServer();
+    const port = await listen(srv);
+    const accepted = once(srv, "connection") as Promise<[net.Socket]>;
+    const client = net.connect(port, "127.0.0.1");
+    const [server] = await accepted;
+    cleanups.push(() => {
+      client.destroy();
+      server.destroy();
+      srv.close();
+    });
+    return { server, client };
+  }
+
+  it("a socket's _handle has readStop, and net's _read() does not restart reading while _handle.reading is set", async () => {
+    const { server, client } = await socketPair();
+    const handle = (server as unknown as { _handle: { readStop?: unknown; reading?: unknown } })
+      ._handle;
+    expect(typeof handle.readStop).toBe("function");
+    expect(typeof handle.reading).toBe("boolean");
+
+    holdHandleReads(server);
+    server.read(0); // what net's stream machinery does on a later tick: calls _read()
+    client.write("hello");
+    await sleep(200); // nothing to await: the point is that nothing arrives
+    expect(server.bytesRead).toBe(0);
+    expect(server.readableLength).toBe(0);
+  });
+
+  it("reads resume on a socket held in its 'data' handler (as the balancer does)", async () => {
+    const { server, client } = await socketPair();
+    const got: Buffer[] = [];
+    server.once("data", (first: Buffer) => {
+      got.push(first);
+      holdHandleReads(server);
+      resumeHandleReads(server); // a request the primary serves itself
+      server.on("data", (b: Buffer) => got.push(b));
+      client.write(" world");
+    });
+    client.write("hello");
+    await waitFor("the bytes", async () => (got.length > 1 ? true : undefined));
+    expect(Buffer.concat(got).toString()).toBe("hello world");
+  });
+
+  it("a cluster worker's channel keeps the handle in flight in _pendingMessage and queues later ones in _handleQueue", async () => {
+    // A worker whose event loop never turns: it cannot acknowledge a handle.
+    const dir = mkdtempSync(join(tmpdir(), "internals-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const script = join(dir, "stuck-worker.mjs");
+    writeFileSync(script, "const end = Date.now() + 30_000;\nwhile (Date.now() < end) {}\n");
+    cluster.setupPrimary({ exec: script, execArgv: [], serialization: "advanced", silent: true });
+    const worker = cluster.fork();
+    cleanups.push(() => worker.process.kill("SIGKILL"));
+
+    const a = await socketPair();
+    const b = await socketPair();
+    const inFlightHandle = (a.server as unknown as { _handle: unknown })._handle;
+    expect(worker.send({ t: "first" }, a.server)).toBe(true);
+    worker.send({ t: "second" }, b.server);
+    // As in the primary (handoff.ts): the worker dies, its exit is seen, then they are taken back.
+    const exited = once(worker, "exit");
+    worker.process.kill("SIGKILL");
+    await exited;
+
+    const taken = takeUnacknowledgedHandles(worker.process);
+    expect(taken.inFlight).toBe(inFlightHandle);
+    expect(typeof taken.inFlight?.close).toBe("function");
+    expect(taken.queued).toHaveLength(1);
+    expect(taken.queued[0]!.message).toEqual({ t: "second" });
+    expect(taken.queued[0]!.handle).toBe(b.server);
+    // Cleared: the channel no longer waits for the dead worker's ack.
+    expect(takeUnacknowledgedHandles(worker.process)).toEqual({ queued: [] });
+    taken.inFlight!.close();
+    await once(a.client, "close");
+  });
+
+  it("an HTTP server that never listened closes stalled requests at connectionsCheckingInterval", async () => {
+    const httpServer = http.createServer((_req, res) => res.end("ok"));
+    httpServer.headersTimeout = 300;
+    httpServer.requestTimeout = 300;
+    startStalledRequestChecks(httpServer, 100);
+    expect(httpServer.listening).toBe(false);
+    cleanups.push(() => httpServer.close());
+    const front = net.createServer((socket) => httpServer.emit("connection", socket));
+    const port = await listen(front);
+    cleanups.push(() => front.close());
+
+    const client = net.connect(port, "127.0.0.1");
+    cleanups.push(() => client.destroy());
+    let answer = "";
+    client.on("data", (b: Buffer) => {
+      answer += b.toString();
+    });
+    const t0 = Date.now();
+    client.write("GET / HTTP/1.1\r\nHost: x\r\n"); // and never the end of the headers
+    await once(client, "close", { signal: AbortSignal.timeout(5_000) });
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+  });
+});
