@@ -78,7 +78,7 @@ describe("an operator's own JWT_SECRET, no NODE_ENV", () => {
     });
     expect(res.status).toBe(404);
     expect((await fetch(`${server.publicUrl}/`)).status).toBe(404);
-    expect(server.output()).toMatch(/demo page and \/demo\/token: off/);
+    await server.waitForOutput(/demo page and \/demo\/token: off/, 5_000);
   });
 
   it.each([["*"], ["user:*"], ["u*"]])(
@@ -382,7 +382,7 @@ describe("production with a public key and no JWT_AUDIENCE", () => {
     });
     try {
       expect(server.output()).toMatch(/JWT_AUDIENCE is not set/);
-      expect(server.output()).toMatch(/demo page and \/demo\/token: off/);
+      await server.waitForOutput(/demo page and \/demo\/token: off/, 5_000);
     } finally {
       expect(await server.stop()).toBe(0);
     }
