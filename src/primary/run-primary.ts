@@ -183,46 +183,8 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
   });
 
-  const allReady = new Promise<void>((resolve) => sup.once("all-ready", resolve));
-  sup.start();
-  await allReady;
-  // Listen only once every worker is ready: a connection handed to a worker
-  // that is still loading would be lost.
-  const publicPort = await balancer.listen("public", cfg.PORT, cfg.HOST);
-  const apiPort = await balancer.listen("api", cfg.API_PORT, cfg.API_HOST ?? cfg.HOST);
-  listening = true;
-  boundPorts = { publicPort, apiPort };
-  pushState();
-
-  const shownHost = (h: string) => (h === "0.0.0.0" || h === "::" ? "localhost" : h);
-  const shown = shownHost(cfg.HOST);
-  const shownApi = shownHost(cfg.API_HOST ?? cfg.HOST);
-  log.info({ publicPort, apiPort, workers: cfg.WORKERS }, "listening");
-  // A machine-readable line for tests and scripts that start us on port 0.
-  process.stdout.write(`${JSON.stringify({ msg: "ports", publicPort, apiPort })}\n`);
-  if (cfg.demo) {
-    const lines = [
-      "",
-      generated.jwtSecret
-        ? "  socket-server is running (dev mode: a generated JWT secret; the demo mints tokens for any user)"
-        : "  socket-server is running (DEMO=true: the demo page mints tokens for any user with JWT_SECRET)",
-      `  demo page:        http://${shown}:${publicPort}/`,
-      `  dashboard:        http://${shownApi}:${apiPort}/dashboard`,
-      ...(generated.dashboardToken ? [`  dashboard token:  ${generated.dashboardToken}`] : []),
-      ...(generated.apiKey ? [`  demo API key:     ${generated.apiKey}`] : []),
-      `  push to a user:   curl -H "Authorization: Bearer ${generated.apiKey ?? "<API key>"}" \\`,
-      `                      -H 'content-type: application/json' \\`,
-      `                      -d '{"userId":"alice","event":"hello","payload":{"text":"hi"}}' \\`,
-      `                      http://${shownApi}:${apiPort}/api/push`,
-      "",
-    ];
-    process.stdout.write(`${lines.join("\n")}\n`);
-  } else {
-    process.stdout.write(
-      "  demo page and /demo/token: off (they run only when the server generates its own JWT secret, or with DEMO=true)\n",
-    );
-  }
-
+  // Signals are handled from before the first fork: a SIGTERM during start
+  // stops the workers too, and exits 0, rather than killing the primary alone.
   let stopping: Promise<void> | undefined;
   async function shutdown(reason: string, code = 0): Promise<void> {
     if (stopping) return stopping;
@@ -266,4 +228,44 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     }, cfg.SHUTDOWN_TIMEOUT_MS + 2_000).unref();
   process.once("SIGTERM", deadline);
   process.once("SIGINT", deadline);
+
+  const allReady = new Promise<void>((resolve) => sup.once("all-ready", resolve));
+  sup.start();
+  await allReady;
+  // Listen only once every worker is ready: a connection handed to a worker
+  // that is still loading would be lost.
+  const publicPort = await balancer.listen("public", cfg.PORT, cfg.HOST);
+  const apiPort = await balancer.listen("api", cfg.API_PORT, cfg.API_HOST ?? cfg.HOST);
+  listening = true;
+  boundPorts = { publicPort, apiPort };
+  pushState();
+
+  const shownHost = (h: string) => (h === "0.0.0.0" || h === "::" ? "localhost" : h);
+  const shown = shownHost(cfg.HOST);
+  const shownApi = shownHost(cfg.API_HOST ?? cfg.HOST);
+  log.info({ publicPort, apiPort, workers: cfg.WORKERS }, "listening");
+  // A machine-readable line for tests and scripts that start us on port 0.
+  process.stdout.write(`${JSON.stringify({ msg: "ports", publicPort, apiPort })}\n`);
+  if (cfg.demo) {
+    const lines = [
+      "",
+      generated.jwtSecret
+        ? "  socket-server is running (dev mode: a generated JWT secret; the demo mints tokens for any user)"
+        : "  socket-server is running (DEMO=true: the demo page mints tokens for any user with JWT_SECRET)",
+      `  demo page:        http://${shown}:${publicPort}/`,
+      `  dashboard:        http://${shownApi}:${apiPort}/dashboard`,
+      ...(generated.dashboardToken ? [`  dashboard token:  ${generated.dashboardToken}`] : []),
+      ...(generated.apiKey ? [`  demo API key:     ${generated.apiKey}`] : []),
+      `  push to a user:   curl -H "Authorization: Bearer ${generated.apiKey ?? "<API key>"}" \\`,
+      `                      -H 'content-type: application/json' \\`,
+      `                      -d '{"userId":"alice","event":"hello","payload":{"text":"hi"}}' \\`,
+      `                      http://${shownApi}:${apiPort}/api/push`,
+      "",
+    ];
+    process.stdout.write(`${lines.join("\n")}\n`);
+  } else {
+    process.stdout.write(
+      "  demo page and /demo/token: off (they run only when the server generates its own JWT secret, or with DEMO=true)\n",
+    );
+  }
 }
