@@ -1,12 +1,14 @@
 import { io, type Socket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signToken } from "./support/fixtures.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { signToken, TEST_DASHBOARD_TOKEN } from "./support/fixtures.js";
+import { readEvents } from "./support/sse.js";
+import { postOnFreshConnection, type RunningServer, startServer } from "./support/server.js";
 
 // A hung worker (alive, not answering) is treated like a crashed one: once
 // it has missed the primary's heartbeat for WORKER_HANG_TIMEOUT_MS it gets
 // no new connections, it is killed and replaced, and its clients come back
-// on the live workers. The worker is stopped with SIGSTOP here.
+// on the live workers. A worker stopped with SIGSTOP, and one whose event
+// loop is blocked (the test-only preload's /api/test/block-loop).
 
 const HANG_TIMEOUT_MS = 2_000;
 
@@ -17,6 +19,7 @@ const sockets: Socket[] = [];
 beforeAll(async () => {
   server = await startServer({
     workers: 2,
+    testHooks: true,
     env: { WORKER_HANG_TIMEOUT_MS: String(HANG_TIMEOUT_MS) },
   });
 });
@@ -159,5 +162,35 @@ describe("a stopped worker (SIGSTOP)", () => {
         `the stopped worker re-registered within ${recoveredMs} ms of detection; 8 new connections ` +
         "meanwhile, none lost",
     );
+  }, 60_000);
+});
+
+describe("a worker whose event loop is blocked", () => {
+  it("is replaced the same way, and the dashboard says so", async () => {
+    const before = (await status()).body;
+    const r = await postOnFreshConnection(server.apiUrl, "/api/test/block-loop", { ms: 9_000 });
+    const { slot, pid } = r.body as { slot: number; pid: number };
+    expect(before.workers.map((w) => w.pid)).toContain(pid);
+    const t0 = Date.now();
+    await server.waitForOutput(new RegExp(`"workerPid":${pid},"silentMs"`), 15_000);
+    const detectMs = Date.now() - t0;
+    expect(detectMs).toBeLessThan(HANG_TIMEOUT_MS + 2_000);
+    // New connections land on the live worker meanwhile.
+    for (let i = 0; i < 4; i++) await client(`blocked-${i}`);
+    await until(async () => {
+      const b = (await status().catch(() => undefined))?.body;
+      const w = b?.workers.find((x) => x.worker === slot);
+      return w !== undefined && w.pid !== pid;
+    }, 10_000);
+    const after = (await status()).body;
+    expect(after.replaced.map((x) => x.pid)).toContain(pid);
+    // The dashboard's live feed lists it among the replaced workers.
+    const feed = await fetch(`${server.apiUrl}/dashboard/api/feed`, {
+      headers: { authorization: `Bearer ${TEST_DASHBOARD_TOKEN}` },
+    });
+    const events = await readEvents(feed, (e) => e.event === "update");
+    const last = JSON.parse(events.at(-1)!.data) as { replaced: { pid: number }[] };
+    expect(last.replaced.map((x) => x.pid)).toContain(pid);
+    console.log(`[figures] blocked event loop: detected after ${detectMs} ms`);
   }, 60_000);
 });

@@ -104,7 +104,7 @@
       if (!w.up) tr.className = "down";
       cell(tr, String(w.worker));
       cell(tr, w.pid === undefined ? "–" : String(w.pid));
-      cell(tr, w.up ? "up" : "not answering");
+      cell(tr, w.up ? "up" : w.hung ? "hung: being replaced" : "not answering");
       cell(tr, w.connections === undefined ? "–" : intFmt.format(w.connections), "num");
       cell(tr, w.users === undefined ? "–" : intFmt.format(w.users), "num");
       cell(tr, w.rooms === undefined ? "–" : intFmt.format(w.rooms), "num");
@@ -116,6 +116,20 @@
       frag.appendChild(tr);
     }
     body.replaceChildren(frag);
+  }
+  // Hung workers the primary killed and replaced (newest first, at most 5 shown).
+  function showReplaced(list) {
+    const p = $("#replaced");
+    p.hidden = !list || list.length === 0;
+    if (p.hidden) return;
+    p.textContent = `Replaced for not answering: ${list
+      .slice(-5)
+      .reverse()
+      .map(
+        (r) =>
+          `worker ${r.worker} (pid ${r.pid}) at ${new Date(r.at).toLocaleTimeString()}, silent ${intFmt.format(r.silentMs)} ms`,
+      )
+      .join("; ")}`;
   }
 
   // ---- logs -----------------------------------------------------------------
@@ -259,11 +273,13 @@
       addLogs(s.logs || []);
       if (s.headline) showHeadline(s.headline);
       if (s.workers) showWorkers(s.workers);
+      showReplaced(s.replaced);
     });
     es.addEventListener("update", (ev) => {
       const u = JSON.parse(ev.data);
       showHeadline(u.headline);
       showWorkers(u.workers);
+      showReplaced(u.replaced);
       addPoints([u.point]);
       if (u.logs.length) addLogs(u.logs);
     });

@@ -135,7 +135,7 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     ping: (slot, seq) => ipc.send(slot, { t: "ss:ping", seq }),
     onHung: (slot, silentMs) => {
       log.error(
-        { worker: slot, pid: sup.slots[slot]?.worker?.process.pid, silentMs },
+        { worker: slot, workerPid: sup.slots[slot]?.worker?.process.pid, silentMs },
         "worker stopped answering the heartbeat; taking it out of rotation and replacing it",
       );
       primaryMetrics.workersReplaced.inc({ reason: "hung" });

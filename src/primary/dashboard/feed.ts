@@ -1,5 +1,6 @@
 import type http from "node:http";
 import type { Logger } from "pino";
+import type { ReplacedWorker } from "../../shared/ipc.js";
 import type { LogRing } from "../../shared/log-ring.js";
 import { metrics, primaryMetrics } from "../../shared/metrics.js";
 import type { DashboardAnswer } from "../../shared/observability.js";
@@ -17,6 +18,8 @@ import type { Supervisor } from "../supervisor.js";
 export interface WorkerRow {
   worker: number;
   up: boolean;
+  /** Missed the heartbeat: out of rotation, being killed and replaced. */
+  hung?: boolean;
   pid?: number;
   connections?: number;
   registeredSockets?: number;
@@ -58,6 +61,8 @@ export interface LogEntry {
 export interface Update {
   headline: Headline;
   workers: WorkerRow[];
+  /** Hung workers the primary replaced, newest last. */
+  replaced: ReplacedWorker[];
   point: Point;
   logs: LogEntry[];
 }
@@ -125,7 +130,11 @@ export function createDashboardFeed(deps: {
     );
     const now = Date.now();
     const answers = replies.filter((r) => !r.error).map((r) => r.result as DashboardAnswer);
-    const rows: WorkerRow[] = deps.sup.slots.map((s) => ({ worker: s.slot, up: false }));
+    const rows: WorkerRow[] = deps.sup.slots.map((s) => ({
+      worker: s.slot,
+      up: false,
+      ...(s.hung ? { hung: true } : {}),
+    }));
     const newLogs: LogEntry[] = [];
     let rateIn = 0;
     let rateOut = 0;
@@ -219,6 +228,7 @@ export function createDashboardFeed(deps: {
         errorsPerSecond: point[3],
       },
       workers: rows,
+      replaced: deps.sup.replaced,
     };
     broadcast("update", { ...latest, point, logs: newLogs } satisfies Update);
   }
