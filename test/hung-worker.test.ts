@@ -47,11 +47,11 @@ async function status(): Promise<{ ms: number; body: Status }> {
 }
 
 /** A client that registers on every (re)connect and records pushes. */
-async function client(userId: string) {
+async function client(userId: string, transports: ("websocket" | "polling")[] = ["websocket"]) {
   const token = await signToken(userId);
   const s = io(server.publicUrl, {
     auth: { token },
-    transports: ["websocket"],
+    transports,
     forceNew: true,
     reconnectionDelay: 100,
     reconnectionDelayMax: 500,
@@ -90,7 +90,10 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs: number)
 describe("a stopped worker (SIGSTOP)", () => {
   it("is taken out of rotation, killed and replaced; its clients come back; nothing hangs", async () => {
     const clients: Awaited<ReturnType<typeof client>>[] = [];
-    for (let i = 0; i < 6; i++) clients.push(await client(`hang-${i}`));
+    // Long-polling clients too: their requests must not be routed to the stopped worker.
+    for (let i = 0; i < 6; i++) {
+      clients.push(await client(`hang-${i}`, i % 2 === 0 ? ["websocket"] : ["polling"]));
+    }
     await until(() => clients.every((c) => c.registrations() === 1), 5_000);
     const victimSlot = clients[0]!.slot();
     const onVictim = clients.filter((c) => c.slot() === victimSlot);
