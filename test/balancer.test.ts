@@ -84,4 +84,17 @@ describe("balancer", () => {
     await waitFor("the answer", async () => (answer.endsWith("ok") ? answer : undefined));
     expect(answer).toMatch(/^HTTP\/1\.1 200/);
   });
+
+  it("answers 503 in the contract's error format when no worker can take the connection", async () => {
+    const port = await start({ eligibleSlots: () => [], liveSlots: () => new Set() });
+    const res = await fetch(`http://127.0.0.1:${port}/socket.io/?EIO=4&transport=polling`);
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    const body = (await res.json()) as { error: Record<string, unknown> };
+    expect(body.error).toMatchObject({
+      code: "OVERLOADED",
+      requestId: res.headers.get("x-request-id"),
+    });
+    expect(Number.isNaN(Date.parse(String(body.error["timestamp"])))).toBe(false);
+  });
 });

@@ -1,5 +1,6 @@
 import net from "node:net";
 import type { Logger } from "pino";
+import { errorBody, requestIdFor } from "../shared/http-error.js";
 import { slotFromRequestLine } from "../shared/ipc.js";
 import { holdHandleReads, resumeHandleReads } from "../shared/node-internals.js";
 
@@ -87,10 +88,13 @@ export function createBalancer(deps: BalancerDeps): Balancer {
       if (other !== slot && !socket.destroyed && deps.handOff(other, port, socket, head)) return;
     }
     resumeHandleReads(socket); // to see the client's end of the connection
+    // The contract's error body, as every other HTTP error.
+    const requestId = requestIdFor(undefined);
+    const body = JSON.stringify(errorBody("OVERLOADED", requestId, "no worker is ready, retry"));
     socket.end(
       "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n" +
-        "Content-Type: application/json\r\nContent-Length: 69\r\n\r\n" +
-        '{"error":{"code":"OVERLOADED","message":"no worker is ready, retry"}}',
+        `X-Request-Id: ${requestId}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
   }
 
