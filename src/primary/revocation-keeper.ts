@@ -15,9 +15,7 @@ import type { Supervisor } from "./supervisor.js";
 /** The worker applies the list as it receives it; its answer only tells the log. */
 const HANDOVER_TIMEOUT_MS = 10_000;
 
-export function keepRevocations(deps: { ipc: IpcHub; sup: Supervisor; log: Logger }): {
-  size(): number;
-} {
+export function keepRevocations(deps: { ipc: IpcHub; sup: Supervisor; log: Logger }): void {
   const { ipc, log } = deps;
   const list = new RevocationList();
   const now = () => Math.floor(Date.now() / 1000);
@@ -46,5 +44,4 @@ export function keepRevocations(deps: { ipc: IpcHub; sup: Supervisor; log: Logge
   });
   const prune = setInterval(() => list.prune(now()), 60_000);
   prune.unref();
-  return { size: () => list.size };
 }

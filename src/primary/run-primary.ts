@@ -199,6 +199,7 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       // a worker still reach it while it drains.
       dashboard.close();
       heartbeat.stop();
+      metricsAggregator.stop();
       await sup.stop(cfg.SHUTDOWN_TIMEOUT_MS);
       await balancer.close();
       deliveryStores.close();

@@ -14,17 +14,10 @@ import type { Supervisor } from "./supervisor.js";
  * holding its users, one `ss:deliver` per worker.
  */
 
-export interface UserDirectory {
-  /** Slots holding a socket of `userId` (a fresh array). */
-  slotsOf(userId: string): number[];
-  /** Users known, for status and tests. */
-  size(): number;
-}
-
 export function attachUserDirectory(deps: {
   ipc: Pick<IpcHub, "on" | "answer" | "send">;
   sup: Pick<Supervisor, "on">;
-}): UserDirectory {
+}): void {
   const { ipc } = deps;
   // One slot in the common case (a number), several as a Set.
   const where = new Map<string, number | Set<number>>();
@@ -86,6 +79,4 @@ export function attachUserDirectory(deps: {
   deps.sup.on("exit", (slot) => {
     for (const userId of [...where.keys()]) remove(userId, slot);
   });
-
-  return { slotsOf, size: () => where.size };
 }

@@ -5,7 +5,6 @@
 import type { AckError } from "./errors.js";
 
 export type Ack<T> = ({ ok: true } & T) | AckError;
-export type Reply<T = unknown> = { ok: true; data: T } | AckError;
 
 export interface RegisterRequest {
   userId: string;

@@ -5,7 +5,7 @@ import type { WorkerObservability } from "./worker-metrics.js";
 
 /**
  * Answers a cluster query about this worker's own sockets. The primary sends
- * the same query to every worker and merges the answers (see merge.ts).
+ * the same query to every worker and merges the answers.
  */
 
 export interface UserAnswer {

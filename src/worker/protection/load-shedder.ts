@@ -21,8 +21,6 @@ export interface LoadShedder {
    */
   reason(admitting?: boolean): ShedReason | undefined;
   overloaded(): boolean;
-  /** The largest probe drift of the last stall, ms (for logs and status). */
-  lastStallMs(): number;
   close(): void;
 }
 
@@ -38,14 +36,12 @@ export function createLoadShedder(deps: {
 }): LoadShedder {
   let expected = performance.now() + PROBE_MS;
   let stalledUntil = 0;
-  let lastStall = 0;
   const probe = setInterval(() => {
     const now = performance.now();
     const drift = now - expected;
     expected = now + PROBE_MS;
     if (drift > deps.maxLagMs) {
       stalledUntil = now + HOLD_MS;
-      lastStall = Math.round(drift);
     }
   }, PROBE_MS);
   probe.unref();
@@ -60,7 +56,6 @@ export function createLoadShedder(deps: {
   return {
     reason,
     overloaded: () => reason() !== undefined,
-    lastStallMs: () => lastStall,
     close: () => clearInterval(probe),
   };
 }

@@ -36,8 +36,6 @@ export interface HostsClusterDeps {
 }
 
 export interface HostsCluster extends ClusterClient {
-  /** Other hosts seen in the registry recently (the last view while Redis is down). */
-  otherHosts(): string[];
   /** Registers this host and reads the registry now (also every registryIntervalMs). */
   refresh(): Promise<void>;
   /** Tells the other hosts' workers this host is here (they add it at once). */
@@ -240,7 +238,6 @@ export function createHostsCluster(deps: HostsClusterDeps): HostsCluster {
   }
 
   return {
-    otherHosts: () => [...others],
     refresh,
     announce: () => announce(),
     async leave() {

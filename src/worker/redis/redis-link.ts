@@ -34,8 +34,6 @@ export interface RedisLink {
   readonly pub: Redis;
   /** True while both connections are ready. */
   up(): boolean;
-  /** Why Redis is down (an error code or message), if it is. */
-  downReason(): string | undefined;
   /** Subscribes now if connected, and again after every reconnect. */
   subscribe(kind: SubscriptionKind, name: string, handler: MessageHandler): void;
   unsubscribe(kind: SubscriptionKind, name: string): void;
@@ -193,7 +191,6 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
   return {
     pub,
     up: () => isUp,
-    downReason: () => (isUp ? undefined : (reason ?? "connecting")),
     subscribe(kind, name, handler) {
       const had = wanted[kind].has(name);
       wanted[kind].set(name, handler);
