@@ -34,10 +34,12 @@ export interface SupervisorOptions {
   workers: number;
   env: Record<string, string | undefined>;
   log: Logger;
-  backoffBaseMs?: number;
-  backoffMaxMs?: number;
+  /** WORKER_RESTART_BACKOFF_BASE_MS / _MAX_MS and WORKER_MAX_CRASHES (the config's defaults). */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  maxCrashes: number;
+  /** A worker up this long is stable: its next crash starts the backoff again. */
   stableAfterMs?: number;
-  maxCrashes?: number;
 }
 
 export interface SupervisorEvents {
@@ -59,17 +61,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly replaced: ReplacedWorker[] = [];
   private rolling = false;
   private allReadyOnce = false;
-  private readonly opts: Required<Omit<SupervisorOptions, "env" | "log">> & SupervisorOptions;
+  private readonly opts: SupervisorOptions & { stableAfterMs: number };
 
   constructor(opts: SupervisorOptions) {
     super();
-    this.opts = {
-      backoffBaseMs: 250,
-      backoffMaxMs: 15_000,
-      stableAfterMs: 30_000,
-      maxCrashes: 8,
-      ...opts,
-    };
+    this.opts = { stableAfterMs: 30_000, ...opts };
     this.slots = Array.from({ length: opts.workers }, (_, slot) => ({
       slot,
       worker: undefined,
