@@ -10,11 +10,11 @@ import {
   type WorkerToPrimary,
 } from "../shared/ipc.js";
 import {
+  createDispatch,
   createRpcClient,
   type RequestMessage,
   type RpcClient,
   RpcError,
-  respond,
 } from "../shared/ipc-rpc.js";
 import type { Supervisor } from "./supervisor.js";
 
@@ -54,12 +54,14 @@ export interface IpcHub {
   broadcast(msg: PrimaryMessage): void;
 }
 
-type Handler = (slot: number, msg: Watched) => void;
 const REPLY_TAGS: ReadonlySet<string> = new Set(Object.values(PRIMARY_CALLS));
 
 export function createIpcHub(sup: Supervisor): IpcHub {
-  const handlers = new Map<string, Set<Handler>>();
-  const answers = new Map<string, (slot: number, request: object) => unknown>();
+  const dispatcher = createDispatch<number>({
+    replyTags: REPLY_TAGS,
+    calls: WORKER_CALLS,
+    side: "the primary",
+  });
   // One per worker process (not per slot): a replacement starts with no calls of its own.
   const clients = new Map<Worker, RpcClient<PrimaryCalls>>();
 
@@ -78,28 +80,15 @@ export function createIpcHub(sup: Supervisor): IpcHub {
   };
 
   sup.on("message", (slot, msg: WorkerToPrimary, worker) => {
-    if (REPLY_TAGS.has(msg.t)) {
-      clients.get(worker)?.settle(msg as { id: number });
-      return;
-    }
-    if (Object.hasOwn(WORKER_CALLS, msg.t)) {
-      const tag = msg.t as keyof WorkerCalls;
-      const answer = answers.get(tag);
-      respond(
-        msg as { id: number },
-        WORKER_CALLS[tag],
-        () => {
-          if (!answer) throw new Error(`no handler for ${tag} in the primary`);
-          return answer(slot, msg);
-        },
-        // To the worker that asked: not to a replacement in its slot.
-        (reply) => {
-          if (sup.slots[slot]?.worker === worker) sup.send(slot, reply as PrimaryToWorker);
-        },
-      );
-    }
-    const set = handlers.get(msg.t);
-    if (set) for (const h of set) h(slot, msg as Watched);
+    dispatcher.dispatch(
+      msg,
+      slot,
+      (reply) => clients.get(worker)?.settle(reply),
+      // To the worker that asked: not to a replacement in its slot.
+      (reply) => {
+        if (sup.slots[slot]?.worker === worker) sup.send(slot, reply as PrimaryToWorker);
+      },
+    );
   });
   sup.on("exit", (slot, _code, _signal, worker) => {
     clients.get(worker)?.close(`worker ${slot} exited`);
@@ -107,18 +96,12 @@ export function createIpcHub(sup: Supervisor): IpcHub {
   });
 
   return {
-    on(tag, handler) {
-      const set = handlers.get(tag) ?? new Set<Handler>();
-      handlers.set(tag, set);
-      const h = handler as Handler;
-      set.add(h);
-      return () => set.delete(h);
-    },
-    answer(tag, handler) {
-      if (answers.has(tag)) throw new Error(`${tag} already has a handler`);
-      answers.set(tag, handler as (slot: number, request: object) => unknown);
-      return () => answers.delete(tag);
-    },
+    on: (tag, handler) =>
+      dispatcher.watch(tag, (msg: MessageOf<typeof tag>, slot: number) => handler(slot, msg)),
+    answer: (tag, handler) =>
+      dispatcher.answer(tag, (msg: WorkerCalls[typeof tag]["request"], slot: number) =>
+        handler(slot, msg),
+      ),
     call(slot, tag, request, timeoutMs) {
       const client = clientOf(slot);
       if (!client)

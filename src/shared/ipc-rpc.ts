@@ -162,3 +162,63 @@ export function respond<R>(
   if (out instanceof Promise) out.then(ok, fail);
   else ok(out);
 }
+
+/**
+ * Both ends' handling of an incoming message of ours: a reply settles the
+ * pending call it answers, a request goes to its one handler and is replied
+ * to, a one-way message goes to every handler watching its tag. `Ctx` is
+ * what the handlers get beside the message (in the primary: the slot; in a
+ * worker: the socket an `ss:conn` carries).
+ */
+export function createDispatch<Ctx>(opts: {
+  /** Tags of replies to this side's own calls. */
+  replyTags: ReadonlySet<string>;
+  /** The other side's request tags, each with its reply tag. */
+  calls: Readonly<Record<string, string>>;
+  /** "the primary", "this worker": for the error of a request nobody answers. */
+  side: string;
+}) {
+  type Watcher = (msg: never, ctx: Ctx) => void;
+  type Answerer = (msg: never, ctx: Ctx) => unknown;
+  const watchers = new Map<string, Set<Watcher>>();
+  const answerers = new Map<string, Answerer>();
+  return {
+    watch(tag: string, watcher: Watcher): () => void {
+      const set = watchers.get(tag) ?? new Set<Watcher>();
+      watchers.set(tag, set);
+      set.add(watcher);
+      return () => set.delete(watcher);
+    },
+    answer(tag: string, answerer: Answerer): () => void {
+      if (answerers.has(tag)) throw new Error(`${tag} already has a handler`);
+      answerers.set(tag, answerer);
+      return () => answerers.delete(tag);
+    },
+    dispatch(
+      msg: { t: string },
+      ctx: Ctx,
+      settle: (reply: { id: number }) => void,
+      reply: (reply: { t: string; id: number }) => void,
+    ): void {
+      if (opts.replyTags.has(msg.t)) {
+        settle(msg as unknown as { id: number });
+        return;
+      }
+      const replyTag = Object.hasOwn(opts.calls, msg.t) ? opts.calls[msg.t] : undefined;
+      if (replyTag !== undefined) {
+        const answerer = answerers.get(msg.t);
+        respond(
+          msg as unknown as { id: number },
+          replyTag,
+          () => {
+            if (!answerer) throw new Error(`no handler for ${msg.t} in ${opts.side}`);
+            return answerer(msg as never, ctx);
+          },
+          reply,
+        );
+      }
+      const set = watchers.get(msg.t);
+      if (set) for (const w of set) w(msg as never, ctx);
+    },
+  };
+}

@@ -9,7 +9,7 @@ import {
   type WorkerMessage,
   type WorkerToPrimary,
 } from "../shared/ipc.js";
-import { createRpcClient, respond } from "../shared/ipc-rpc.js";
+import { createDispatch, createRpcClient } from "../shared/ipc-rpc.js";
 
 /**
  * The worker's end of the IPC channel to its primary: the one
@@ -55,12 +55,14 @@ export interface ChannelPort {
   off(event: "disconnect", listener: () => void): unknown;
 }
 
-type Handler = (msg: PrimaryMessage, handle: net.Socket | undefined) => void;
 const REPLY_TAGS: ReadonlySet<string> = new Set(Object.values(WORKER_CALLS));
 
 export function createWorkerChannel(port: ChannelPort = process): WorkerChannel {
-  const handlers = new Map<string, Set<Handler>>();
-  const answers = new Map<string, (request: object) => unknown>();
+  const dispatcher = createDispatch<net.Socket | undefined>({
+    replyTags: REPLY_TAGS,
+    calls: PRIMARY_CALLS,
+    side: "this worker",
+  });
 
   const post = (msg: WorkerToPrimary): boolean => {
     if (!port.connected || !port.send) return false;
@@ -71,44 +73,21 @@ export function createWorkerChannel(port: ChannelPort = process): WorkerChannel 
 
   const onMessage = (msg: unknown, handle?: net.Socket) => {
     if (!isPrimaryToWorker(msg)) return;
-    if (REPLY_TAGS.has(msg.t)) {
-      rpc.settle(msg as { id: number });
-      return;
-    }
-    if (Object.hasOwn(PRIMARY_CALLS, msg.t)) {
-      const tag = msg.t as keyof PrimaryCalls;
-      const answer = answers.get(tag);
-      respond(
-        msg as { id: number },
-        PRIMARY_CALLS[tag],
-        () => {
-          if (!answer) throw new Error(`no handler for ${tag} in this worker`);
-          return answer(msg);
-        },
-        (reply) => post(reply as WorkerToPrimary),
-      );
-      return;
-    }
-    const set = handlers.get(msg.t);
-    if (set) for (const h of set) h(msg as PrimaryMessage, handle);
+    dispatcher.dispatch(
+      msg,
+      handle,
+      (reply) => rpc.settle(reply),
+      (reply) => post(reply as WorkerToPrimary),
+    );
   };
   const onDisconnect = () => rpc.close("the channel to the primary closed");
   port.on("message", onMessage);
   port.on("disconnect", onDisconnect);
 
   return {
-    on(tag, handler) {
-      const set = handlers.get(tag) ?? new Set<Handler>();
-      handlers.set(tag, set);
-      const h = handler as Handler;
-      set.add(h);
-      return () => set.delete(h);
-    },
-    answer(tag, handler) {
-      if (answers.has(tag)) throw new Error(`${tag} already has a handler`);
-      answers.set(tag, handler as (request: object) => unknown);
-      return () => answers.delete(tag);
-    },
+    on: (tag, handler) => dispatcher.watch(tag, handler),
+    answer: (tag, handler) =>
+      dispatcher.answer(tag, (msg: PrimaryCalls[typeof tag]["request"]) => handler(msg)),
     send: post,
     call: (tag, request, timeoutMs) => rpc.call(tag, request, timeoutMs),
     notify: (tag, request) => rpc.notify(tag, request),
