@@ -272,12 +272,14 @@ describe("idempotency key reused for another request", () => {
     const s = await connectRegistered(server.publicUrl, await signToken(user), user);
     const got = record(s, "pay");
     const key = `pay-${fresh("k")}`;
-    const first = await postFresh(server.apiUrl, "/api/push", {
-      userId: user,
-      event: "pay",
-      payload: { amount: 10, currency: "EUR" },
-      options: { idempotencyKey: key },
-    });
+    const pay = (payload: unknown) =>
+      postFresh(server.apiUrl, "/api/push", {
+        userId: user,
+        event: "pay",
+        payload,
+        options: { idempotencyKey: key },
+      });
+    const first = await pay({ amount: 10, currency: "EUR" });
     expect(first.status).toBe(202);
     // The same request, its fields in another order: a retry, answered like the first.
     const again = await postFresh(server.apiUrl, "/api/push", {
@@ -290,12 +292,7 @@ describe("idempotency key reused for another request", () => {
     expect(again.body).toMatchObject({ duplicate: true, id: first.body["id"] });
     // Another payload under the same key, on both workers (fresh connections alternate).
     for (let i = 0; i < 2; i++) {
-      const other = await postFresh(server.apiUrl, "/api/push", {
-        userId: user,
-        event: "pay",
-        payload: { amount: 99, currency: "EUR" },
-        options: { idempotencyKey: key },
-      });
+      const other = await pay({ amount: 99, currency: "EUR" });
       expect(other.status).toBe(409);
       const err = (other.body as { error: { code: string; message: string } }).error;
       expect(err.code).toBe("CONFLICT");
