@@ -1,6 +1,6 @@
 import { personalRoomOwner, userRoom } from "../shared/events.js";
 import type { DirectDelivery } from "../shared/ipc.js";
-import type { GatewayHooks, GatewayServer } from "./gateway.js";
+import type { GatewayHooks, GatewayServer } from "./gateway/gateway.js";
 import type { WorkerChannel } from "./ipc-channel.js";
 
 /**

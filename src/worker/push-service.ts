@@ -5,7 +5,7 @@ import { metrics } from "../shared/metrics.js";
 import type { PushRequest } from "./api/schemas.js";
 import type { DeliveryPipeline } from "./delivery/pipeline.js";
 import type { DirectPush } from "./direct-push.js";
-import type { GatewayServer } from "./gateway.js";
+import type { GatewayServer } from "./gateway/gateway.js";
 
 /**
  * Delivers a validated push through the adapter, which reaches every worker

@@ -15,7 +15,7 @@ import {
   type RateTotals,
   type RoomsPageAnswer,
 } from "../shared/observability.js";
-import type { GatewayServer, GatewaySocket } from "./gateway.js";
+import type { GatewayServer, GatewaySocket } from "./gateway/gateway.js";
 import { wrapAckFunctions } from "./sio-internals.js";
 
 /**

@@ -5,7 +5,7 @@ import type { Query } from "../../shared/ipc.js";
 import { metrics } from "../../shared/metrics.js";
 import type { ApiHelpers } from "../api/api-app.js";
 import type { ClusterResult } from "../cluster-client.js";
-import type { GatewayHooks, GatewayServer } from "../gateway.js";
+import type { GatewayHooks, GatewayServer } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CustomQueryHandler } from "../local-queries.js";
 import type { PushService } from "../push-service.js";

@@ -6,11 +6,11 @@ import type { Config } from "../../shared/config.js";
 import type { Query } from "../../shared/ipc.js";
 import type { ApiHelpers } from "../api/api-app.js";
 import type { AuthService } from "../auth/auth-service.js";
-import type { GatewayServer, GatewaySocket } from "../gateway.js";
+import type { GatewayServer, GatewaySocket } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import { pendingAcks } from "../sio-internals.js";
 import { createAdmission } from "./admission.js";
-import { createEventGuard } from "./event-guard.js";
+import { createEventGuard } from "../gateway/event-guard.js";
 import { createHttpGuard } from "./http-guard.js";
 import { createIpDenyList } from "./ip-deny-list.js";
 import { createLoadShedder } from "./load-shedder.js";
@@ -19,7 +19,7 @@ import { createRateLimits } from "./rate-limits.js";
 import { reconnectClients } from "./reconnect-clients.js";
 import { createRevocations, type SharedRedis } from "./revocations.js";
 import { watchSlowConsumers } from "./slow-consumers.js";
-import { attachTokenLifetime } from "./token-lifetime.js";
+import { attachTokenLifetime } from "../gateway/token-lifetime.js";
 
 /**
  * Everything that protects one worker, wired in one place so that

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { Server, Socket } from "socket.io";
-import type { Config } from "../shared/config.js";
-import { type AckError, ackError, type ErrorCode } from "../shared/errors.js";
+import type { Config } from "../../shared/config.js";
+import { type AckError, ackError, type ErrorCode } from "../../shared/errors.js";
 import {
   BUILT_IN_EVENTS,
   type ClientToServerEvents,
@@ -14,11 +14,11 @@ import {
   type ServerToClientEvents,
   type SocketData,
   userRoom,
-} from "../shared/events.js";
-import { metrics } from "../shared/metrics.js";
-import { isValidEventName, isValidRoom, roomAllowed, USER_ID_PATTERN } from "../shared/names.js";
-import type { AuthService } from "./auth/auth-service.js";
-import type { ForwardedEvent, Forwarder } from "./forward/backend-contract.js";
+} from "../../shared/events.js";
+import { metrics } from "../../shared/metrics.js";
+import { isValidEventName, isValidRoom, roomAllowed, USER_ID_PATTERN } from "../../shared/names.js";
+import type { AuthService } from "../auth/auth-service.js";
+import type { ForwardedEvent, Forwarder } from "../forward/backend-contract.js";
 
 export type GatewayServer = Server<
   ClientToServerEvents,
