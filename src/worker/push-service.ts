@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { userRoom } from "../shared/events.js";
 import { metrics } from "../shared/metrics.js";
-import type { PushRequest } from "./api/schemas.js";
+import type { PushRequest } from "./http/schemas.js";
 import type { DeliveryPipeline } from "./delivery/pipeline.js";
 import type { DirectPush } from "./direct-push.js";
 import type { GatewayServer } from "./gateway/gateway.js";

@@ -4,7 +4,7 @@ import { userRoom } from "../../shared/events.js";
 import type { IdemClaimResult, StoredMessage } from "../../shared/ipc.js";
 import { GatewayError } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
-import type { PushRequest } from "../api/schemas.js";
+import type { PushRequest } from "../http/schemas.js";
 import type { GatewayServer } from "../gateway/gateway.js";
 import type { PushResult, PushTarget } from "../push-service.js";
 import { emitWithAcks } from "./acks.js";
