@@ -11,17 +11,17 @@ import { createApiApp } from "./http/api-app.js";
 import { createAuthService } from "./auth/auth-service.js";
 import { createClusterClient } from "./cluster-client.js";
 import { createClientScript } from "./http/client-script.js";
-import { createDelivery } from "./delivery/create-delivery.js";
+import { createDelivery } from "./push/create-delivery.js";
 import { createDemo } from "./http/demo.js";
 import { createForwarder } from "./forward/create-forwarder.js";
 import { createLifecycleHooks } from "./forward/lifecycle-hooks.js";
-import { createDirectPush } from "./direct-push.js";
+import { createDirectPush } from "./push/direct-push.js";
 import { attachGateway, type GatewayServer } from "./gateway/gateway.js";
 import { createWorkerChannel } from "./ipc-channel.js";
 import { createLocalQueries } from "./local-queries.js";
 import { setPublicSecurityHeaders } from "./protection/http-guard.js";
 import { createProtection } from "./protection/protection.js";
-import { createPushService } from "./push-service.js";
+import { createPushService } from "./push/push-service.js";
 import { trimSocketMemory } from "./gateway/socket-memory.js";
 import { setupMultiHost } from "./redis/multi-host.js";
 import { createWorkerObservability } from "./worker-metrics.js";
@@ -131,7 +131,7 @@ export async function runWorker(cfg: Config): Promise<void> {
   const overloaded = () => protection.overloaded();
 
   const forwarding = createForwarder({ cfg, log });
-  // Acks, offline store with replay, idempotency keys, batch push (src/worker/delivery).
+  // Acks, offline store with replay, idempotency keys, batch push (src/worker/push).
   const delivery = createDelivery({
     io,
     cfg,

@@ -7,7 +7,7 @@ import type { Query, ReplacedWorker } from "../../shared/ipc.js";
 import type { ClusterResult } from "../cluster-client.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CountAnswer, RoomAnswer, RoomsAnswer, UserAnswer } from "../local-queries.js";
-import type { PushService } from "../push-service.js";
+import type { PushService } from "../push/push-service.js";
 import { type PushGate, setApiSecurityHeaders } from "../protection/http-guard.js";
 import { createApiKeyCheck } from "./api-keys.js";
 import { createFastPush } from "./fast-push.js";

@@ -5,7 +5,7 @@ import { ERRORS, GatewayError } from "../../shared/errors.js";
 import type { ApiHelpers } from "./api-app.js";
 import { registerOpenApi } from "./openapi.js";
 import { createSchemas, zodDetails } from "./schemas.js";
-import type { PushResult, PushService } from "../push-service.js";
+import type { PushResult, PushService } from "../push/push-service.js";
 
 /**
  * `POST /api/push/batch`: `{ pushes: [...] }`, up to PUSH_BATCH_MAX push

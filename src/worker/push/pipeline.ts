@@ -6,7 +6,7 @@ import { GatewayError } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
 import type { PushRequest } from "../http/schemas.js";
 import type { GatewayServer } from "../gateway/gateway.js";
-import type { PushResult, PushTarget } from "../push-service.js";
+import type { PushResult, PushTarget } from "./push-service.js";
 import { emitWithAcks } from "./acks.js";
 import { requestFingerprint } from "./fingerprint.js";
 import type { DeliveryStore } from "./delivery-store.js";
