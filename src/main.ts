@@ -13,7 +13,7 @@ try {
     await runPrimary({ cfg, env, generated });
   } else {
     const cfg = loadConfig(process.env);
-    const { runWorker } = await import("./worker/run-worker.js");
+    const { runWorker } = await import("./worker/create-worker.js");
     await runWorker(cfg);
   }
 } catch (err) {
