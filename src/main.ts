@@ -13,8 +13,9 @@ try {
     await runPrimary({ cfg, env, generated });
   } else {
     const cfg = loadConfig(process.env);
-    const { runWorker } = await import("./worker/create-worker.js");
-    await runWorker(cfg);
+    const { runWorker } = await import("./worker/run-worker.js");
+    // A worker returns its exit code once stopped; only a crash cannot wait for that.
+    process.exit(await runWorker(cfg, (code) => process.exit(code)));
   }
 } catch (err) {
   if (err instanceof ConfigError) {

@@ -3,10 +3,10 @@ import http from "node:http";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createAdapter as createClusterAdapter } from "@socket.io/cluster-adapter";
 import { Server } from "socket.io";
+import type { Logger } from "pino";
 import type { Config } from "../shared/config.js";
 import { type ReplacedWorker, sidForSlot, type WorkerLoad } from "../shared/ipc.js";
-import { createLogRing } from "../shared/log-ring.js";
-import { initLogger, loggerOptionsFrom } from "../shared/logger.js";
+import type { LogRing } from "../shared/log-ring.js";
 import { createApiApp } from "./http/api-app.js";
 import { createAuthService } from "./auth/auth-service.js";
 import { createClusterClient } from "./cluster-client.js";
@@ -17,7 +17,7 @@ import { createForwarder } from "./forward/create-forwarder.js";
 import { createLifecycleHooks } from "./forward/lifecycle-hooks.js";
 import { createDirectPush } from "./push/direct-push.js";
 import { attachGateway, type GatewayServer } from "./gateway/gateway.js";
-import { createWorkerChannel } from "./ipc-channel.js";
+import type { WorkerChannel } from "./ipc-channel.js";
 import { createLocalQueries } from "./local-queries.js";
 import { setPublicSecurityHeaders } from "./protection/http-guard.js";
 import { createProtection } from "./protection/protection.js";
@@ -29,35 +29,43 @@ import { createClientAddress } from "../shared/client-address.js";
 import { writeHttpError } from "../shared/http-error.js";
 import { enforceRequestTimeouts } from "../shared/http-timeouts.js";
 
+export interface WorkerDeps {
+  cfg: Config;
+  log: Logger;
+  /** This worker's slot (SS_SLOT): in its sids, its logs and its metrics. */
+  slot: number;
+  /** Every message to and from the primary goes through this one channel (ipc-channel.ts). */
+  primary: WorkerChannel;
+  /** The worker's last log lines, for the dashboard (worker-metrics.ts). */
+  recentLogs: LogRing;
+}
+
+export interface Worker {
+  /** Answers the public port's connections, which the primary hands over. */
+  publicServer: http.Server;
+  /** Answers the API port's connections, which the primary hands over. */
+  apiServer: http.Server;
+  io: GatewayServer;
+  /** Waits (briefly) for Redis and the stores, then tells the primary this worker is ready. */
+  start(): Promise<void>;
+  /**
+   * Stops in order under a deadline (the primary's `ss:shutdown` calls it
+   * too). Resolves with 0 once all is closed and the logs flushed, or with 1
+   * when the deadline passes first; later calls get the first one's result.
+   */
+  shutdown(timeoutMs: number): Promise<number>;
+  /** The first shutdown's result, whoever asked for it. */
+  stopped: Promise<number>;
+}
+
 /**
  * A worker: one Socket.IO server on connections the primary hands over
  * (public port) and the backend API on the others (API port). It never
- * listens on a port itself.
+ * listens on a port itself, and never touches the process (signals, exit:
+ * run-worker.ts).
  */
-export async function runWorker(cfg: Config): Promise<void> {
-  const slot = Number(process.env["SS_SLOT"] ?? 0);
-  const recentLogs = createLogRing();
-  const log = initLogger(loggerOptionsFrom(cfg, { role: "worker", worker: slot }, recentLogs.push));
-  process.on("uncaughtException", (err, origin) => {
-    const mem = process.memoryUsage();
-    log.fatal(
-      {
-        err,
-        origin,
-        uptimeSeconds: Math.round(process.uptime()),
-        rssBytes: mem.rss,
-        heapUsedBytes: mem.heapUsed,
-      },
-      "uncaught exception in worker; exiting so the primary restarts it",
-    );
-    log.flush(() => process.exit(1));
-  });
-  process.on("unhandledRejection", (reason) => {
-    log.error({ err: reason }, "unhandled promise rejection");
-  });
-
-  // Every message to and from the primary goes through this one channel (ipc-channel.ts).
-  const primary = createWorkerChannel();
+export function createWorker(deps: WorkerDeps): Worker {
+  const { cfg, log, slot, primary, recentLogs } = deps;
   const cluster = createClusterClient(primary);
   // REDIS_URL: Redis between hosts, queries to every host (docs/scaling.md).
   const multiHost = cfg.REDIS_URL ? setupMultiHost({ cfg, log, slot, local: cluster }) : undefined;
@@ -115,6 +123,10 @@ export async function runWorker(cfg: Config): Promise<void> {
   lag.enable();
   let lastLag = 0;
   let shuttingDown = false;
+  let settle: (code: number) => void = () => {};
+  const stopped = new Promise<number>((resolve) => {
+    settle = resolve;
+  });
   // Rate limits, load shedding, token lifetime and revocation, input checks.
   const protection = createProtection({
     io,
@@ -232,10 +244,17 @@ export async function runWorker(cfg: Config): Promise<void> {
   }, 1_000);
   loadTimer.unref();
 
-  const shutdown = async (timeoutMs: number) => {
-    if (shuttingDown) return;
+  const shutdown = (timeoutMs: number): Promise<number> => {
+    if (!shuttingDown) void stop(timeoutMs);
+    return stopped;
+  };
+  const stop = async (timeoutMs: number) => {
     shuttingDown = true;
-    const force = setTimeout(() => process.exit(0), timeoutMs).unref();
+    // Past the deadline the stop is not orderly any more: the exit code says so.
+    const force = setTimeout(() => {
+      log.warn({ timeoutMs }, "worker shutdown deadline passed; exiting");
+      settle(1);
+    }, timeoutMs);
     log.info("worker shutting down");
     // From here new handshakes and API requests are refused (protection).
     // Forwards and API requests in flight (pushes waiting for client acks)
@@ -256,7 +275,7 @@ export async function runWorker(cfg: Config): Promise<void> {
     await multiHost?.close(primaryState.draining).catch(() => {});
     await delivery.close().catch(() => {});
     clearTimeout(force);
-    log.flush(() => process.exit(0));
+    log.flush(() => settle(0));
   };
 
   primary.on("ss:conn", (msg, handle) => {
@@ -282,17 +301,16 @@ export async function runWorker(cfg: Config): Promise<void> {
   primary.on("ss:shutdown", (msg) => void shutdown(msg.timeoutMs));
   // Answered from this event loop: a blocked loop or a stopped process stays silent.
   primary.on("ss:ping", (msg) => primary.send({ t: "ss:pong", seq: msg.seq }));
-  // SIGTERM/SIGINT reach workers too when the whole process group is signalled
-  // (Ctrl-C); the primary drives the shutdown, so the worker waits for it.
-  process.on("SIGINT", () => {});
-  process.on("SIGTERM", () => void shutdown(cfg.SHUTDOWN_TIMEOUT_MS));
-  process.on("disconnect", () => void shutdown(1_000));
 
-  // A short wait for Redis, so that a healthy start is ready at once; past
-  // it the host starts degraded and /ready says why (docs/scaling.md).
-  await multiHost?.start(3_000);
-  await delivery.start(3_000);
-  await protection.start();
-  primary.send({ t: "ss:ready", slot });
-  log.info({ authMode: auth.mode }, "worker ready");
+  const start = async () => {
+    // A short wait for Redis, so that a healthy start is ready at once; past
+    // it the host starts degraded and /ready says why (docs/scaling.md).
+    await multiHost?.start(3_000);
+    await delivery.start(3_000);
+    await protection.start();
+    primary.send({ t: "ss:ready", slot });
+    log.info({ authMode: auth.mode }, "worker ready");
+  };
+
+  return { publicServer, apiServer, io, start, shutdown, stopped };
 }

@@ -23,7 +23,7 @@ import { attachTokenLifetime } from "../gateway/token-lifetime.js";
 
 /**
  * Everything that protects one worker, wired in one place so that
- * run-worker.ts only passes its pieces along:
+ * create-worker.ts only passes its pieces along:
  *
  * - handshakes, from the first Engine.IO request (admission.ts): IP deny
  *   list (FORBIDDEN), draining (SHUTTING_DOWN), load shedding (OVERLOADED),
