@@ -14,7 +14,8 @@ try {
   } else {
     const cfg = loadConfig(process.env);
     const { runWorker } = await import("./worker/run-worker.js");
-    await runWorker(cfg);
+    // A worker returns its exit code once stopped; only a crash cannot wait for that.
+    process.exit(await runWorker(cfg, (code) => process.exit(code)));
   }
 } catch (err) {
   if (err instanceof ConfigError) {

@@ -166,7 +166,7 @@ describe("validation errors", () => {
     );
   });
   it("the push fast path answers exactly like the express route", async () => {
-    // `POST /api/push` is handled outside express (src/worker/api/fast-push.ts);
+    // `POST /api/push` is handled outside express (src/worker/http/fast-push.ts);
     // a query string sends the same request through express instead.
     const deep = { userId: "u", event: "e", payload: {} as Record<string, unknown> };
     let at = deep.payload;

@@ -4,7 +4,7 @@ import { signToken } from "./support/fixtures.js";
 import { postOnFreshConnection, useServer } from "./support/server.js";
 
 // Pushes to users on one host travel only to the workers that hold them
-// (src/worker/direct-push.ts, src/primary/user-directory.ts). Two real
+// (src/worker/push/direct-push.ts, src/primary/user-directory.ts). Two real
 // workers; each push is sent on a fresh connection so that both workers take
 // API requests.
 

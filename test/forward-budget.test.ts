@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createForwardBudget } from "../src/worker/forward/forward-budget.js";
 import { createForwardTracker } from "../src/worker/forward/forward-service.js";
-import type { ForwardReply } from "../src/worker/gateway.js";
+import type { ForwardReply } from "../src/worker/forward/backend-contract.js";
 import { startBackend, type TestBackend } from "./support/backend.js";
 import { closeAllClients, connectRegistered, emitAck } from "./support/client.js";
 import { signToken } from "./support/fixtures.js";

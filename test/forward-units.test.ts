@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { ForwardedEvent } from "../src/worker/gateway.js";
+import type { ForwardedEvent } from "../src/worker/forward/backend-contract.js";
 import { serializeEvent, toForwardableJson } from "../src/worker/forward/serialize-event.js";
 import { signatureHeader, verifySignature } from "../src/worker/forward/signature.js";
 import { FORWARDED_EVENT_FIELDS } from "./support/fixtures.js";

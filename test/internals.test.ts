@@ -88,7 +88,7 @@ describe("Socket.IO and engine.io (sio-internals.ts)", () => {
     const first = ackIdCounter(io.of("/"));
     expect(typeof first).toBe("number");
     const one = new Promise((r) => s.emit("ask", 1, r));
-    // A broadcast with an ack takes its id from the same counter (delivery/acks.ts).
+    // A broadcast with an ack takes its id from the same counter (push/acks.ts).
     const two = new Promise((r) =>
       io.timeout(5_000).emit("ask", 2, (_err: unknown, replies: unknown) => r(replies)),
     );

@@ -1,6 +1,11 @@
 import type { Query } from "../shared/ipc.js";
 import { userRoom } from "../shared/events.js";
-import { disconnectWith, type GatewayServer, type GatewaySocket, roomsOf } from "./gateway.js";
+import {
+  disconnectWith,
+  type GatewayServer,
+  type GatewaySocket,
+  roomsOf,
+} from "./gateway/gateway.js";
 import type { WorkerObservability } from "./worker-metrics.js";
 
 /**

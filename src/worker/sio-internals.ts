@@ -17,7 +17,7 @@ import { Socket } from "socket.io";
  * unanswered: the private `acks` Map, keyed by packet id, filled in id order
  * and emptied as the client answers (or when the emit times out). Read to
  * wait for acks still owed at shutdown, and to sweep callbacks of clients
- * that never answer (delivery/acks.ts).
+ * that never answer (push/acks.ts).
  */
 export function pendingAcks(socket: object): Map<number, unknown> {
   return (socket as { acks: Map<number, unknown> }).acks;

@@ -15,7 +15,7 @@ import {
   type RateTotals,
   type RoomsPageAnswer,
 } from "../shared/observability.js";
-import type { GatewayServer, GatewaySocket } from "./gateway.js";
+import type { GatewayServer, GatewaySocket } from "./gateway/gateway.js";
 import { wrapAckFunctions } from "./sio-internals.js";
 
 /**
@@ -28,7 +28,7 @@ import { wrapAckFunctions } from "./sio-internals.js";
 export interface WorkerMetricsDeps {
   io: GatewayServer;
   slot: number;
-  /** Event-loop delay p99 of the last second, ms (run-worker measures it). */
+  /** Event-loop delay p99 of the last second, ms (create-worker measures it). */
   lagMs: () => number;
   authQueue: () => number;
   logs: LogRing;

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
-import { disabledForwarder } from "../gateway.js";
+import { disabledForwarder } from "./backend-contract.js";
 import type { ForwardService } from "./forward-service.js";
 import { createHttpForwarder } from "./http-forwarder.js";
 import { createStreamForwarder } from "./stream-forwarder.js";

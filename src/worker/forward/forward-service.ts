@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { type AckError, ackError } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
-import type { ForwardedEvent, Forwarder, ForwardReply } from "../gateway.js";
+import type { ForwardedEvent, Forwarder, ForwardReply } from "./backend-contract.js";
 import type { ForwardBudget } from "./forward-budget.js";
 
 /** What `/api/status` shows about forwarding, per worker. */

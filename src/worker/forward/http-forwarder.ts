@@ -19,7 +19,7 @@ import { Pool } from "undici";
 import type { Config } from "../../shared/config.js";
 import { ackError } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
-import type { ForwardedEvent, ForwardReply } from "../gateway.js";
+import type { ForwardedEvent, ForwardReply } from "./backend-contract.js";
 import { createForwardBudget } from "./forward-budget.js";
 import type { BreakerState, ForwardKind, ForwardService } from "./forward-service.js";
 import { createForwardTracker, forwardJob } from "./forward-service.js";

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import type { GatewayHooks, GatewaySocket } from "../gateway.js";
+import type { GatewayHooks, GatewaySocket } from "../gateway/gateway.js";
 import type { ForwardService } from "./forward-service.js";
-import { roomsOf } from "../gateway.js";
+import { roomsOf } from "../gateway/gateway.js";
 
 /**
  * FORWARD_LIFECYCLE=true: the backend learns when a registered user's socket

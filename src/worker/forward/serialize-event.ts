@@ -1,5 +1,5 @@
 import { type AckError, ackError } from "../../shared/errors.js";
-import type { ForwardedEvent } from "../gateway.js";
+import type { ForwardedEvent } from "./backend-contract.js";
 
 /**
  * The JSON body of a forwarded event, with the contract's key order:

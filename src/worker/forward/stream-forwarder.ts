@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
 import { ackError } from "../../shared/errors.js";
-import type { ForwardedEvent, ForwardReply } from "../gateway.js";
+import type { ForwardedEvent, ForwardReply } from "./backend-contract.js";
 import { createForwardBudget } from "./forward-budget.js";
 import {
   createForwardTracker,

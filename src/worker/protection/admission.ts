@@ -4,7 +4,7 @@ import type { ClientAddressOf } from "../../shared/client-address.js";
 import type { Config } from "../../shared/config.js";
 import type { ErrorCode } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
-import type { GatewayServer, HandshakeRefusal } from "../gateway.js";
+import type { GatewayServer, HandshakeRefusal } from "../gateway/gateway.js";
 import type { LoadShedder } from "./load-shedder.js";
 import type { RateLimits } from "./rate-limits.js";
 

@@ -3,8 +3,8 @@ import type { NextFunction, Request, Response } from "express";
 import type { Config } from "../../shared/config.js";
 import { GatewayError } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
-import { sendError } from "../api/http-errors.js";
-import { invalidRequest } from "../api/schemas.js";
+import { sendError } from "../http/express-errors.js";
+import { invalidRequest } from "../http/schemas.js";
 import { inspectJson, type JsonProblem } from "./inspect-json.js";
 import type { LoadShedder } from "./load-shedder.js";
 import type { RateLimits } from "./rate-limits.js";
@@ -107,7 +107,7 @@ export function createHttpGuard(deps: {
   return {
     guard,
     inspectBody,
-    /** The same checks for a handler outside express (src/worker/api/fast-push.ts). */
+    /** The same checks for a handler outside express (src/worker/http/fast-push.ts). */
     pushGate: { draining: deps.draining, track, admitPush, inspect } satisfies PushGate,
     inFlight: () => inFlight,
     /** Resolves when no API request is in flight, or after `timeoutMs`. */

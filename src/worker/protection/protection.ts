@@ -4,26 +4,26 @@ import type { ClientAddressOf } from "../../shared/client-address.js";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
 import type { Query } from "../../shared/ipc.js";
-import type { ApiHelpers } from "../api/api-app.js";
+import type { ApiHelpers } from "../http/api-app.js";
 import type { AuthService } from "../auth/auth-service.js";
-import type { GatewayServer, GatewaySocket } from "../gateway.js";
+import type { GatewayServer, GatewaySocket } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import { pendingAcks } from "../sio-internals.js";
 import { createAdmission } from "./admission.js";
-import { createEventGuard } from "./event-guard.js";
+import { createEventGuard } from "../gateway/event-guard.js";
 import { createHttpGuard } from "./http-guard.js";
 import { createIpDenyList } from "./ip-deny-list.js";
 import { createLoadShedder } from "./load-shedder.js";
-import { mountProtectionRoutes, registerProtectionOpenApi } from "./protection-routes.js";
+import { mountProtectionRoutes, registerProtectionOpenApi } from "../http/protection-routes.js";
 import { createRateLimits } from "./rate-limits.js";
 import { reconnectClients } from "./reconnect-clients.js";
 import { createRevocations, type SharedRedis } from "./revocations.js";
 import { watchSlowConsumers } from "./slow-consumers.js";
-import { attachTokenLifetime } from "./token-lifetime.js";
+import { attachTokenLifetime } from "../gateway/token-lifetime.js";
 
 /**
  * Everything that protects one worker, wired in one place so that
- * run-worker.ts only passes its pieces along:
+ * create-worker.ts only passes its pieces along:
  *
  * - handshakes, from the first Engine.IO request (admission.ts): IP deny
  *   list (FORBIDDEN), draining (SHUTTING_DOWN), load shedding (OVERLOADED),

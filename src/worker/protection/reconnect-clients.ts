@@ -1,6 +1,6 @@
 import { DISCONNECT_REASONS, SERVER_DISCONNECT_EVENT } from "../../shared/events.js";
 import { metrics } from "../../shared/metrics.js";
-import type { GatewayServer } from "../gateway.js";
+import type { GatewayServer } from "../gateway/gateway.js";
 
 /**
  * Tells every client of this worker to reconnect, and waits until their

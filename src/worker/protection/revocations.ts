@@ -8,7 +8,7 @@ import {
   type TokenIdentity,
 } from "../../shared/revocation-list.js";
 import type { AuthService } from "../auth/auth-service.js";
-import { disconnectWith, type GatewayServer } from "../gateway.js";
+import { disconnectWith, type GatewayServer } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 
 /**

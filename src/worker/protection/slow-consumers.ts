@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { metrics } from "../../shared/metrics.js";
-import type { GatewayServer } from "../gateway.js";
+import type { GatewayServer } from "../gateway/gateway.js";
 import { bufferedBytes, engineConnections, outputIdle } from "../sio-internals.js";
 
 /**

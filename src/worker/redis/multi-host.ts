@@ -10,7 +10,7 @@ import { createRedisLink, type RedisLink } from "./redis-link.js";
 
 /**
  * Multi-host mode (REDIS_URL): what a worker needs to behave as part of one
- * system with the other hosts, in one object for run-worker to wire:
+ * system with the other hosts, in one object for create-worker to wire:
  * - `adapter`: the Socket.IO adapter (cluster adapter in the host, Redis
  *   between hosts; see hosts-adapter.ts);
  * - `cluster`: cluster queries that also ask every other host (see

@@ -9,7 +9,7 @@ import type { WorkerChannel } from "../ipc-channel.js";
  * /metrics by asking the primary for the merged text over IPC, /dashboard by
  * a redirect on a fresh connection (which the balancer gives the primary).
  */
-export function primaryRoutes(primary: Pick<WorkerChannel, "call">, timeoutMs = 10_000) {
+export function metricsRelay(primary: Pick<WorkerChannel, "call">, timeoutMs = 10_000) {
   return (req: Request, res: Response, next: NextFunction): void => {
     if (req.path === "/metrics" && (req.method === "GET" || req.method === "HEAD")) {
       primary.call("ss:scrape", {}, timeoutMs).then(

@@ -2,10 +2,10 @@ import type { Router } from "express";
 import { z } from "zod";
 import type { Config } from "../../shared/config.js";
 import { ERRORS, GatewayError } from "../../shared/errors.js";
-import type { ApiHelpers } from "../api/api-app.js";
-import { registerOpenApi } from "../api/openapi.js";
-import { createSchemas, zodDetails } from "../api/schemas.js";
-import type { PushResult, PushService } from "../push-service.js";
+import type { ApiHelpers } from "./api-app.js";
+import { registerOpenApi } from "./openapi.js";
+import { createSchemas, zodDetails } from "./schemas.js";
+import type { PushResult, PushService } from "../push/push-service.js";
 
 /**
  * `POST /api/push/batch`: `{ pushes: [...] }`, up to PUSH_BATCH_MAX push

@@ -1,7 +1,7 @@
 import { userRoom } from "../../shared/events.js";
 import type { Query } from "../../shared/ipc.js";
 import type { ClusterResult } from "../cluster-client.js";
-import type { GatewayServer } from "../gateway.js";
+import type { GatewayServer } from "../gateway/gateway.js";
 
 /**
  * Which of these users have a registered socket anywhere? Decides whether a

@@ -3,7 +3,7 @@ import type { Config } from "../../shared/config.js";
 import { ackError } from "../../shared/errors.js";
 import type { Ack, RefreshOk } from "../../shared/events.js";
 import type { AuthService } from "../auth/auth-service.js";
-import { disconnectWith, type GatewayServer, type GatewaySocket } from "../gateway.js";
+import { disconnectWith, type GatewayServer, type GatewaySocket } from "./gateway.js";
 
 /**
  * Token lifetime on a live socket: `auth:refresh` swaps the socket's token

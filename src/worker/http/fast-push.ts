@@ -4,8 +4,8 @@ import type { Config } from "../../shared/config.js";
 import { requestIdFor, writeHttpError } from "../../shared/http-error.js";
 import { setApiSecurityHeaders } from "../../shared/security-headers.js";
 import type { PushGate } from "../protection/http-guard.js";
-import type { PushResult, PushService } from "../push-service.js";
-import { gatewayErrorOf } from "./http-errors.js";
+import type { PushResult, PushService } from "../push/push-service.js";
+import { gatewayErrorOf } from "./express-errors.js";
 import { requestRecorder } from "./request-log.js";
 import { invalidJson, invalidRequest, parseRequest, type Schemas } from "./schemas.js";
 

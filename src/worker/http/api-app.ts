@@ -7,13 +7,13 @@ import type { Query, ReplacedWorker } from "../../shared/ipc.js";
 import type { ClusterResult } from "../cluster-client.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CountAnswer, RoomAnswer, RoomsAnswer, UserAnswer } from "../local-queries.js";
-import type { PushService } from "../push-service.js";
+import type { PushService } from "../push/push-service.js";
 import { type PushGate, setApiSecurityHeaders } from "../protection/http-guard.js";
 import { createApiKeyCheck } from "./api-keys.js";
 import { createFastPush } from "./fast-push.js";
-import { errorHandler, requestId, sendError } from "./http-errors.js";
+import { errorHandler, requestId, sendError } from "./express-errors.js";
 import { buildOpenApi } from "./openapi.js";
-import { primaryRoutes } from "./primary-routes.js";
+import { metricsRelay } from "./metrics-relay.js";
 import { requestLog } from "./request-log.js";
 import { createSchemas, parseRequest } from "./schemas.js";
 
@@ -87,7 +87,7 @@ export function createApiApp(deps: ApiDeps): ApiHandler {
   app.set("query parser", "simple");
 
   app.use(requestId);
-  app.use(requestLog(log), primaryRoutes(deps.primary));
+  app.use(requestLog(log), metricsRelay(deps.primary));
   app.use((_req, res, next) => {
     setApiSecurityHeaders(res);
     res.setHeader("cache-control", "no-store");

@@ -1,6 +1,6 @@
 import type http from "node:http";
 import type { GatewayServer } from "./gateway.js";
-import { connectionOf, releaseHandshakeRequest } from "./sio-internals.js";
+import { connectionOf, releaseHandshakeRequest } from "../sio-internals.js";
 
 /**
  * Lets go of what a connected socket no longer needs from its handshake, so

@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import type http from "node:http";
 import { SignJWT } from "jose";
-import type { Config } from "../shared/config.js";
-import { writeHttpError } from "../shared/http-error.js";
-import { USER_ID_PATTERN } from "../shared/names.js";
+import type { Config } from "../../shared/config.js";
+import { writeHttpError } from "../../shared/http-error.js";
+import { USER_ID_PATTERN } from "../../shared/names.js";
 
 /**
  * The public port's plain HTTP: the demo page and its dev-only token issuer.
@@ -11,7 +11,7 @@ import { USER_ID_PATTERN } from "../shared/names.js";
  * signs tokens for any user name: never in production.
  */
 
-const PUBLIC_DIR = new URL("../../public/", import.meta.url);
+const PUBLIC_DIR = new URL("../../../public/", import.meta.url);
 const STATIC: Record<string, { file: string; type: string }> = {
   "/": { file: "index.html", type: "text/html; charset=utf-8" },
   "/demo.js": { file: "demo.js", type: "text/javascript; charset=utf-8" },

@@ -8,7 +8,7 @@ import { type DeliveryStore, nothingTaken } from "./delivery-store.js";
  * operations one at a time, which is what makes `take` and `claim` atomic
  * across workers.
  */
-export function createPrimaryStore(deps: {
+export function createPrimaryStoreClient(deps: {
   primary: Pick<WorkerChannel, "call">;
   /** Guards a primary that is gone; it answers in microseconds otherwise. */
   timeoutMs: number;

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { NextFunction, Request, Response } from "express";
-import { sendError } from "./http-errors.js";
+import { sendError } from "./express-errors.js";
 
 /**
  * `Authorization: Bearer <key>`, compared in constant time: both sides are

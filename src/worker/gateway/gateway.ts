@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { Server, Socket } from "socket.io";
-import type { Config } from "../shared/config.js";
-import { type AckError, ackError, type ErrorCode } from "../shared/errors.js";
+import type { Config } from "../../shared/config.js";
+import { type AckError, ackError, type ErrorCode } from "../../shared/errors.js";
 import {
   BUILT_IN_EVENTS,
   type ClientToServerEvents,
@@ -14,10 +14,11 @@ import {
   type ServerToClientEvents,
   type SocketData,
   userRoom,
-} from "../shared/events.js";
-import { metrics } from "../shared/metrics.js";
-import { isValidEventName, isValidRoom, roomAllowed, USER_ID_PATTERN } from "../shared/names.js";
-import type { AuthService } from "./auth/auth-service.js";
+} from "../../shared/events.js";
+import { metrics } from "../../shared/metrics.js";
+import { isValidEventName, isValidRoom, roomAllowed, USER_ID_PATTERN } from "../../shared/names.js";
+import type { AuthService } from "../auth/auth-service.js";
+import type { ForwardedEvent, Forwarder } from "../forward/backend-contract.js";
 
 export type GatewayServer = Server<
   ClientToServerEvents,
@@ -31,23 +32,6 @@ export type GatewaySocket = Socket<
   InterServerEvents,
   SocketData
 >;
-
-/** What is sent to the backend for a client event (CONTRACT: forwarding). */
-export interface ForwardedEvent {
-  id: string;
-  event: string;
-  payload: unknown;
-  userId: string;
-  socketId: string;
-  rooms: string[];
-  receivedAt: string;
-}
-
-export type ForwardReply = { ok: true; data: unknown } | AckError;
-
-export interface Forwarder {
-  forward(e: ForwardedEvent): Promise<ForwardReply>;
-}
 
 /** Points where later features hook into a socket's life. */
 export interface GatewayHooks {
@@ -289,7 +273,3 @@ export function roomsOf(socket: GatewaySocket): string[] {
   for (const r of socket.rooms) if (r !== socket.id) out.push(r);
   return out;
 }
-
-export const disabledForwarder: Forwarder = {
-  forward: async () => ackError("FORWARDING_DISABLED"),
-};

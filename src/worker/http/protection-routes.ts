@@ -4,11 +4,11 @@ import type { Config } from "../../shared/config.js";
 import { GatewayError } from "../../shared/errors.js";
 import { USER_ID_PATTERN } from "../../shared/names.js";
 import type { RevocationEntry } from "../../shared/revocation-list.js";
-import type { ApiHelpers } from "../api/api-app.js";
-import { registerOpenApi } from "../api/openapi.js";
+import type { ApiHelpers } from "./api-app.js";
+import { registerOpenApi } from "./openapi.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CountAnswer } from "../local-queries.js";
-import type { Revocations } from "./revocations.js";
+import type { Revocations } from "../protection/revocations.js";
 
 /**
  * `POST /api/tokens/revoke` and `POST /api/admin/restart-workers`.

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type http from "node:http";
 import { gzipSync } from "node:zlib";
-import { writeHttpError } from "../shared/http-error.js";
+import { writeHttpError } from "../../shared/http-error.js";
 
 /**
  * Serves the browser client bundle (dist/client/client.js, built by esbuild
@@ -10,7 +10,7 @@ import { writeHttpError } from "../shared/http-error.js";
  * is the product's client, not a demo. Read and gzipped once, on first use.
  */
 
-const BUNDLE = new URL("../client/client.js", import.meta.url);
+const BUNDLE = new URL("../../client/client.js", import.meta.url);
 
 interface Bundle {
   plain: Buffer;

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { metrics } from "../../shared/metrics.js";
-import type { GatewayHooks, GatewaySocket } from "../gateway.js";
+import type { GatewayHooks, GatewaySocket } from "../gateway/gateway.js";
 import { bufferedBytes, connectionOf, transportDrained } from "../sio-internals.js";
 import type { DeliveryStore, TakenMessages } from "./delivery-store.js";
 

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import { userRoom } from "../shared/events.js";
-import { metrics } from "../shared/metrics.js";
-import type { PushRequest } from "./api/schemas.js";
-import type { DeliveryPipeline } from "./delivery/pipeline.js";
+import { userRoom } from "../../shared/events.js";
+import { metrics } from "../../shared/metrics.js";
+import type { PushRequest } from "../http/schemas.js";
+import type { DeliveryPipeline } from "./pipeline.js";
 import type { DirectPush } from "./direct-push.js";
-import type { GatewayServer } from "./gateway.js";
+import type { GatewayServer } from "../gateway/gateway.js";
 
 /**
  * Delivers a validated push through the adapter, which reaches every worker
@@ -44,7 +44,7 @@ export interface PushService {
 export function createPushService(deps: {
   io: GatewayServer;
   log: Logger;
-  /** Acks, offline store, idempotency keys (src/worker/delivery). */
+  /** Acks, offline store, idempotency keys (create-delivery.ts). */
   delivery?: DeliveryPipeline;
   /** One host: pushes to users go only to the workers holding them. */
   direct?: DirectPush;

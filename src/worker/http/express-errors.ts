@@ -4,7 +4,11 @@ import { ERRORS, type ErrorCode, GatewayError } from "../../shared/errors.js";
 import { errorBody, requestIdFor } from "../../shared/http-error.js";
 import { invalidJson } from "./schemas.js";
 
-/** The contract's HTTP error body, with x-request-id on every response. */
+/**
+ * The contract's HTTP error body, with x-request-id on every response, as
+ * express middleware for the API app (plain `node:http` responses use
+ * src/shared/http-error.ts, which builds the same body).
+ */
 
 export function requestId(req: Request, res: Response, next: NextFunction): void {
   const id = requestIdFor(req.headers["x-request-id"]);

@@ -1,4 +1,4 @@
-import type { GatewayServer } from "../gateway.js";
+import type { GatewayServer } from "../gateway/gateway.js";
 import { ackIdCounter, pendingAcks } from "../sio-internals.js";
 
 /**

@@ -82,7 +82,7 @@ export function createSchemas(cfg: Config) {
           message: "exactly one of userId, userIds, room, rooms, broadcast",
         });
       }
-      // Delivery options (src/worker/delivery): a room has no offline members to store for.
+      // Delivery options (src/worker/push): a room has no offline members to store for.
       if (v.options?.offline === "store" && v.userId === undefined && v.userIds === undefined) {
         ctx.addIssue({
           code: "custom",

@@ -3,9 +3,9 @@ import type { Config } from "../../shared/config.js";
 import { type AckError, ackError } from "../../shared/errors.js";
 import { BUILT_IN_EVENTS } from "../../shared/events.js";
 import { metrics } from "../../shared/metrics.js";
-import type { GatewayHooks, GatewayServer, GatewaySocket } from "../gateway.js";
-import { inspectJson } from "./inspect-json.js";
-import { TokenBucket } from "./token-bucket.js";
+import type { GatewayHooks, GatewayServer, GatewaySocket } from "./gateway.js";
+import { inspectJson } from "../protection/inspect-json.js";
+import { TokenBucket } from "../protection/token-bucket.js";
 
 /**
  * Every client event, built-in or forwarded, takes a token from its socket's

@@ -3,19 +3,19 @@ import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
 import type { Query } from "../../shared/ipc.js";
 import { metrics } from "../../shared/metrics.js";
-import type { ApiHelpers } from "../api/api-app.js";
+import type { ApiHelpers } from "../http/api-app.js";
 import type { ClusterResult } from "../cluster-client.js";
-import type { GatewayHooks, GatewayServer } from "../gateway.js";
+import type { GatewayHooks, GatewayServer } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CustomQueryHandler } from "../local-queries.js";
-import type { PushService } from "../push-service.js";
+import type { PushService } from "./push-service.js";
 import { sweepStaleAcks } from "./acks.js";
-import { mountBatchRoute, registerBatchOpenApi } from "./batch-route.js";
+import { mountBatchRoute, registerBatchOpenApi } from "../http/batch-route.js";
 import type { DeliveryStore } from "./delivery-store.js";
 import { withFallback } from "./fallback-store.js";
 import { createDeliveryPipeline, type DeliveryPipeline } from "./pipeline.js";
 import { createPresence, localPresence, PRESENCE_QUERY } from "./presence.js";
-import { createPrimaryStore } from "./primary-store.js";
+import { createPrimaryStoreClient } from "./primary-store-client.js";
 import { createRedisStore } from "./redis-store.js";
 import { createReplayHooks, REPLAY_LEASE_MS } from "./replay.js";
 
@@ -54,7 +54,7 @@ export function createDelivery(deps: {
   const { io, cfg, cluster } = deps;
   const log = deps.log.child({ module: "delivery" });
 
-  const hostStore = createPrimaryStore({
+  const hostStore = createPrimaryStoreClient({
     primary: deps.primary,
     timeoutMs: cfg.QUERY_TIMEOUT_MS + 1_000,
   });

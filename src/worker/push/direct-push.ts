@@ -1,7 +1,7 @@
-import { personalRoomOwner, userRoom } from "../shared/events.js";
-import type { DirectDelivery } from "../shared/ipc.js";
-import type { GatewayHooks, GatewayServer } from "./gateway.js";
-import type { WorkerChannel } from "./ipc-channel.js";
+import { personalRoomOwner, userRoom } from "../../shared/events.js";
+import type { DirectDelivery } from "../../shared/ipc.js";
+import type { GatewayHooks, GatewayServer } from "../gateway/gateway.js";
+import type { WorkerChannel } from "../ipc-channel.js";
 
 /**
  * Pushes to users on one host without relaying them to every worker.

@@ -1,0 +1,316 @@
+import { randomBytes } from "node:crypto";
+import http from "node:http";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { createAdapter as createClusterAdapter } from "@socket.io/cluster-adapter";
+import { Server } from "socket.io";
+import type { Logger } from "pino";
+import type { Config } from "../shared/config.js";
+import { type ReplacedWorker, sidForSlot, type WorkerLoad } from "../shared/ipc.js";
+import type { LogRing } from "../shared/log-ring.js";
+import { createApiApp } from "./http/api-app.js";
+import { createAuthService } from "./auth/auth-service.js";
+import { createClusterClient } from "./cluster-client.js";
+import { createClientScript } from "./http/client-script.js";
+import { createDelivery } from "./push/create-delivery.js";
+import { createDemo } from "./http/demo.js";
+import { createForwarder } from "./forward/create-forwarder.js";
+import { createLifecycleHooks } from "./forward/lifecycle-hooks.js";
+import { createDirectPush } from "./push/direct-push.js";
+import { attachGateway, type GatewayServer } from "./gateway/gateway.js";
+import type { WorkerChannel } from "./ipc-channel.js";
+import { createLocalQueries } from "./local-queries.js";
+import { setPublicSecurityHeaders } from "./protection/http-guard.js";
+import { createProtection } from "./protection/protection.js";
+import { createPushService } from "./push/push-service.js";
+import { trimSocketMemory } from "./gateway/socket-memory.js";
+import { setupMultiHost } from "./redis/multi-host.js";
+import { createWorkerObservability } from "./worker-metrics.js";
+import { createClientAddress } from "../shared/client-address.js";
+import { writeHttpError } from "../shared/http-error.js";
+import { enforceRequestTimeouts } from "../shared/http-timeouts.js";
+
+export interface WorkerDeps {
+  cfg: Config;
+  log: Logger;
+  /** This worker's slot (SS_SLOT): in its sids, its logs and its metrics. */
+  slot: number;
+  /** Every message to and from the primary goes through this one channel (ipc-channel.ts). */
+  primary: WorkerChannel;
+  /** The worker's last log lines, for the dashboard (worker-metrics.ts). */
+  recentLogs: LogRing;
+}
+
+export interface Worker {
+  /** Answers the public port's connections, which the primary hands over. */
+  publicServer: http.Server;
+  /** Answers the API port's connections, which the primary hands over. */
+  apiServer: http.Server;
+  io: GatewayServer;
+  /** Waits (briefly) for Redis and the stores, then tells the primary this worker is ready. */
+  start(): Promise<void>;
+  /**
+   * Stops in order under a deadline (the primary's `ss:shutdown` calls it
+   * too). Resolves with 0 once all is closed and the logs flushed, or with 1
+   * when the deadline passes first; later calls get the first one's result.
+   */
+  shutdown(timeoutMs: number): Promise<number>;
+  /** The first shutdown's result, whoever asked for it. */
+  stopped: Promise<number>;
+}
+
+/**
+ * A worker: one Socket.IO server on connections the primary hands over
+ * (public port) and the backend API on the others (API port). It never
+ * listens on a port itself, and never touches the process (signals, exit:
+ * run-worker.ts).
+ */
+export function createWorker(deps: WorkerDeps): Worker {
+  const { cfg, log, slot, primary, recentLogs } = deps;
+  const cluster = createClusterClient(primary);
+  // REDIS_URL: Redis between hosts, queries to every host (docs/scaling.md).
+  const multiHost = cfg.REDIS_URL ? setupMultiHost({ cfg, log, slot, local: cluster }) : undefined;
+  let primaryState = {
+    ready: false,
+    draining: false,
+    reasons: ["starting"],
+    workers: { ready: 0, total: cfg.WORKERS },
+    replaced: [] as ReplacedWorker[],
+  };
+
+  // The ports the primary bound (PORT/API_PORT may be 0); the demo page shows the API one.
+  let boundPorts: { publicPort?: number; apiPort?: number } = {};
+  const demo = createDemo(cfg, { ports: () => boundPorts });
+  const clientScript = createClientScript();
+  const publicServer = http.createServer((req, res) => {
+    // Socket.IO answers its own path before this handler runs.
+    if (clientScript.handle(req, res) || demo.handle(req, res)) return;
+    if (req.url === "/health") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ status: "ok", pid: process.pid }));
+      return;
+    }
+    writeHttpError(req, res, "NOT_FOUND");
+  });
+  enforceRequestTimeouts(publicServer, cfg.HTTP_REQUEST_TIMEOUT_MS);
+
+  const io: GatewayServer = new Server(publicServer, {
+    adapter: multiHost?.adapter ?? createClusterAdapter(),
+    maxHttpBufferSize: cfg.MAX_PAYLOAD_BYTES,
+    pingInterval: cfg.PING_INTERVAL_MS,
+    pingTimeout: cfg.PING_TIMEOUT_MS,
+    perMessageDeflate: false,
+    httpCompression: false,
+    connectTimeout: 10_000,
+    cors:
+      cfg.corsOrigins === "*"
+        ? { origin: true, credentials: true }
+        : { origin: [...cfg.corsOrigins], credentials: true },
+    // Per-address admission from the first Engine.IO request (protection/admission.ts).
+    allowRequest: (req, callback) => protection.allowRequest(req, callback),
+  });
+  // Every public-port response closes its connection: the primary routed
+  // this TCP connection by the first request's sid, and a browser may reuse
+  // a keep-alive connection for another tab's session (sticky's flaw).
+  // Added after `new Server()`, which replaces the request listeners it finds.
+  publicServer.prependListener("request", (_req, res: http.ServerResponse) => {
+    res.shouldKeepAlive = false;
+    setPublicSecurityHeaders(res);
+  });
+  io.engine.generateId = () => sidForSlot(slot, randomBytes(15).toString("base64url"));
+
+  const auth = createAuthService(cfg);
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
+  let lastLag = 0;
+  let shuttingDown = false;
+  let settle: (code: number) => void = () => {};
+  const stopped = new Promise<number>((resolve) => {
+    settle = resolve;
+  });
+  // Rate limits, load shedding, token lifetime and revocation, input checks.
+  const protection = createProtection({
+    io,
+    cfg,
+    log,
+    slot,
+    auth,
+    primary,
+    lagP99Ms: () => lastLag,
+    draining: () => shuttingDown || primaryState.draining,
+    redis: multiHost?.link,
+    clientAddressOf: createClientAddress(cfg.TRUSTED_PROXIES),
+  });
+  const overloaded = () => protection.overloaded();
+
+  const forwarding = createForwarder({ cfg, log });
+  // Acks, offline store with replay, idempotency keys, batch push (src/worker/push).
+  const delivery = createDelivery({
+    io,
+    cfg,
+    log,
+    cluster: multiHost?.cluster ?? cluster,
+    primary,
+    owner: `${multiHost?.hostId ?? "local"}:${slot}`,
+  });
+  // One host: pushes to users go only to the workers that hold them
+  // (src/primary/user-directory.ts); with Redis the adapter carries them.
+  const direct = cfg.REDIS_URL ? undefined : createDirectPush({ io, primary });
+  attachGateway({
+    io,
+    cfg,
+    log,
+    auth: protection.auth,
+    forwarder: forwarding,
+    hooks: [
+      protection.hooks,
+      ...(direct ? [direct.hooks] : []),
+      createLifecycleHooks({ enabled: cfg.FORWARD_LIFECYCLE, forwarder: forwarding, log }),
+      delivery.hooks,
+    ],
+    admission: protection.admission,
+  });
+  protection.attach();
+  // Let go of the handshake's request, headers and token once connected.
+  trimSocketMemory(io);
+
+  const status = () => {
+    const users = new Set<string>();
+    for (const s of io.of("/").sockets.values()) if (s.data.userId) users.add(s.data.userId);
+    const mem = process.memoryUsage();
+    return {
+      worker: slot,
+      pid: process.pid,
+      connections: io.engine.clientsCount,
+      users: users.size,
+      rooms: io.of("/").adapter.rooms.size - io.of("/").adapter.sids.size,
+      lagMs: lastLag,
+      rssBytes: mem.rss,
+      heapUsedBytes: mem.heapUsed,
+      uptimeSeconds: Math.round(process.uptime()),
+      authMode: auth.mode,
+      forwarding: forwarding.status(),
+      ...(multiHost
+        ? { redis: multiHost.redisState(), crossHostDropped: multiHost.droppedMessages() }
+        : {}),
+    };
+  };
+  const observability = createWorkerObservability({
+    io,
+    slot,
+    lagMs: () => lastLag,
+    authQueue: () => auth.stats().queueSize,
+    logs: recentLogs,
+    redis: cfg.REDIS_URL !== undefined,
+  });
+  const answer = createLocalQueries(io, {
+    status,
+    observability,
+    custom: delivery.queries,
+    onRevoke: protection.onRevoke,
+  });
+
+  const push = createPushService({ io, log, delivery: delivery.pipeline, direct });
+  const app = createApiApp({
+    cfg,
+    log,
+    push,
+    cluster: multiHost?.cluster ?? cluster,
+    primary,
+    guard: protection.apiGuard,
+    afterBody: protection.inspectBody,
+    pushGate: protection.pushGate,
+    extend: (router, helpers) => {
+      protection.extendApi(router, helpers);
+      delivery.mountRoutes(router, helpers, push);
+    },
+    // The primary's view, pushed on every change, so /ready reads the same on any connection.
+    readiness: () => primaryState,
+  });
+  const apiServer = http.createServer(app);
+  apiServer.keepAliveTimeout = 75_000;
+  enforceRequestTimeouts(apiServer, cfg.HTTP_REQUEST_TIMEOUT_MS);
+
+  const loadTimer = setInterval(() => {
+    lastLag = Math.round(lag.percentile(99) / 1e6);
+    lag.reset();
+    const load: WorkerLoad = {
+      slot,
+      connections: io.engine.clientsCount,
+      lagMs: lastLag,
+      overloaded: overloaded(),
+      ...(multiHost ? { redis: multiHost.redisState() } : {}),
+    };
+    primary.send({ t: "ss:load", load });
+  }, 1_000);
+  loadTimer.unref();
+
+  const shutdown = (timeoutMs: number): Promise<number> => {
+    if (!shuttingDown) void stop(timeoutMs);
+    return stopped;
+  };
+  const stop = async (timeoutMs: number) => {
+    shuttingDown = true;
+    // Past the deadline the stop is not orderly any more: the exit code says so.
+    const force = setTimeout(() => {
+      log.warn({ timeoutMs }, "worker shutdown deadline passed; exiting");
+      settle(1);
+    }, timeoutMs);
+    log.info("worker shutting down");
+    // From here new handshakes and API requests are refused (protection).
+    // Forwards and API requests in flight (pushes waiting for client acks)
+    // finish while their clients are still connected; then the clients are
+    // told to reconnect, which takes them to another worker or host.
+    // Kept-alive API connections stay open until then: a request on one gets
+    // 503 SHUTTING_DOWN with Connection: close (closing them at once races
+    // requests already on the wire, and the client sees a reset).
+    const budget = Math.max(500, timeoutMs - 1_500);
+    await protection.drain(budget, [forwarding.drain(budget).catch(() => {})]);
+    io.engine.close();
+    // The sockets just closed may have `disconnect` lifecycle events to send.
+    await forwarding.close(1_000).catch(() => {});
+    apiServer.close();
+    protection.close();
+    await auth.close().catch(() => {});
+    // The whole host stopping (not a worker restart): other hosts stop asking it.
+    await multiHost?.close(primaryState.draining).catch(() => {});
+    await delivery.close().catch(() => {});
+    clearTimeout(force);
+    log.flush(() => settle(0));
+  };
+
+  primary.on("ss:conn", (msg, handle) => {
+    if (!handle) return;
+    const server = msg.port === "public" ? publicServer : apiServer;
+    server.emit("connection", handle);
+    handle.emit("data", Buffer.from(msg.head, "latin1"));
+    handle.resume();
+  });
+  primary.answer("ss:local-query", ({ q }) => answer(q));
+  primary.on("ss:state", (msg) => {
+    primaryState = {
+      ready: msg.ready,
+      draining: msg.draining,
+      reasons: msg.reasons,
+      workers: { ready: msg.readyWorkers, total: msg.workers },
+      replaced: msg.replaced,
+    };
+    if (msg.apiPort !== undefined) {
+      boundPorts = { publicPort: msg.publicPort, apiPort: msg.apiPort };
+    }
+  });
+  primary.on("ss:shutdown", (msg) => void shutdown(msg.timeoutMs));
+  // Answered from this event loop: a blocked loop or a stopped process stays silent.
+  primary.on("ss:ping", (msg) => primary.send({ t: "ss:pong", seq: msg.seq }));
+
+  const start = async () => {
+    // A short wait for Redis, so that a healthy start is ready at once; past
+    // it the host starts degraded and /ready says why (docs/scaling.md).
+    await multiHost?.start(3_000);
+    await delivery.start(3_000);
+    await protection.start();
+    primary.send({ t: "ss:ready", slot });
+    log.info({ authMode: auth.mode }, "worker ready");
+  };
+
+  return { publicServer, apiServer, io, start, shutdown, stopped };
+}
