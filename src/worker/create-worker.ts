@@ -270,6 +270,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     await forwarding.close(1_000).catch(() => {});
     apiServer.close();
     protection.close();
+    observability.stop();
     await auth.close().catch(() => {});
     // The whole host stopping (not a worker restart): other hosts stop asking it.
     await multiHost?.close(primaryState.draining).catch(() => {});
