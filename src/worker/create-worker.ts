@@ -174,15 +174,13 @@ export function createWorker(deps: WorkerDeps): Worker {
   trimSocketMemory(io);
 
   const status = () => {
-    const users = new Set<string>();
-    for (const s of io.of("/").sockets.values()) if (s.data.userId) users.add(s.data.userId);
     const mem = process.memoryUsage();
     return {
       worker: slot,
       pid: process.pid,
       connections: io.engine.clientsCount,
-      users: users.size,
-      rooms: io.of("/").adapter.rooms.size - io.of("/").adapter.sids.size,
+      // Users and rooms as the metrics and the dashboard count them (worker-metrics.ts).
+      ...observability.counts(),
       lagMs: lastLag,
       rssBytes: mem.rss,
       heapUsedBytes: mem.heapUsed,

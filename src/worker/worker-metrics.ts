@@ -44,6 +44,12 @@ export interface WorkerObservability {
     prefix?: string | undefined;
     userRooms: boolean;
   }): RoomsPageAnswer;
+  /**
+   * The one definition of "rooms" (status, metrics, dashboard): rooms other
+   * than a socket's own and the personal `user:<id>` rooms, which count as
+   * users.
+   */
+  counts(): { users: number; rooms: number };
   stop(): void;
 }
 
@@ -178,6 +184,7 @@ export function createWorkerObservability(deps: WorkerMetricsDeps): WorkerObserv
   };
 
   return {
+    counts: () => ({ users: index.userRooms.size, rooms: index.otherRooms.size }),
     async metricsAnswer() {
       sample();
       return {
