@@ -27,7 +27,7 @@ describe("heartbeat", () => {
     hb.watch(1);
     for (let i = 0; i < 30; i++) {
       vi.advanceTimersByTime(100);
-      hb.answered(0, i); // slot 0 answers; slot 1 is silent
+      hb.answered(0); // slot 0 answers; slot 1 is silent
     }
     expect(pings.filter(([s]) => s === 0).length).toBe(30);
     expect(hung).toHaveLength(1);
@@ -49,7 +49,7 @@ describe("heartbeat", () => {
     hb.forget(0);
     hb.watch(0);
     vi.advanceTimersByTime(500);
-    hb.answered(0, 1);
+    hb.answered(0);
     expect(hb.silence().get(0)).toBe(0);
     vi.advanceTimersByTime(500);
     expect(hung).toHaveLength(1);

@@ -45,6 +45,15 @@ function get(
   });
 }
 
+/** What anyone on the public port can try: a demo token for another user. */
+function askDemoToken(publicUrl: string): Promise<Response> {
+  return fetch(`${publicUrl}/demo/token`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ userId: "alice" }),
+  });
+}
+
 /** Writes `bytes` and never finishes the request; resolves with how long the server kept the connection. */
 function stall(port: number, bytes: string): Promise<{ ms: number; answer: string }> {
   return new Promise((resolve, reject) => {
@@ -71,11 +80,7 @@ describe("an operator's own JWT_SECRET, no NODE_ENV", () => {
   });
 
   it("mints no tokens: /demo/token and the demo page are not there, and the banner says so", async () => {
-    const res = await fetch(`${server.publicUrl}/demo/token`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ userId: "alice" }),
-    });
+    const res = await askDemoToken(server.publicUrl);
     expect(res.status).toBe(404);
     expect((await fetch(`${server.publicUrl}/`)).status).toBe(404);
     await server.waitForOutput(/demo page and \/demo\/token: off/, 5_000);
@@ -221,11 +226,7 @@ describe("an operator's own JWT_SECRET, no NODE_ENV", () => {
 describe("DEMO=true, explicitly", () => {
   const server = useServer({ workers: 1, env: { NODE_ENV: undefined, DEMO: "true" } });
   it("mints demo tokens, and the banner says who asked for it", async () => {
-    const res = await fetch(`${server.publicUrl}/demo/token`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ userId: "alice" }),
-    });
+    const res = await askDemoToken(server.publicUrl);
     expect(res.status).toBe(200);
     expect(server.output()).toMatch(/DEMO=true/);
   });

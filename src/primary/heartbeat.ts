@@ -22,7 +22,7 @@ export interface Heartbeat {
   /** The slot's worker is gone: stop watching it. */
   forget(slot: number): void;
   /** The slot's worker answered. */
-  answered(slot: number, seq: number): void;
+  answered(slot: number): void;
   /** Milliseconds since each watched slot last answered. */
   silence(): Map<number, number>;
   stop(): void;
@@ -55,7 +55,7 @@ export function createHeartbeat(opts: HeartbeatOptions): Heartbeat {
     forget(slot) {
       watched.delete(slot);
     },
-    answered(slot, _seq) {
+    answered(slot) {
       const w = watched.get(slot);
       if (w && !w.reported) w.lastAnswer = now();
     },

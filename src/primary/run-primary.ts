@@ -143,7 +143,7 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       pushState();
     },
   });
-  ipc.on("ss:pong", (slot, msg) => heartbeat.answered(slot, msg.seq));
+  ipc.on("ss:pong", (slot) => heartbeat.answered(slot));
   sup.on("ready", (slot) => heartbeat.watch(slot));
   sup.on("exit", (slot) => heartbeat.forget(slot));
   // Load reports can change readiness too (a worker's Redis down or back):

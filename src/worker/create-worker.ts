@@ -143,12 +143,14 @@ export function createWorker(deps: WorkerDeps): Worker {
   const overloaded = () => protection.overloaded();
 
   const forwarding = createForwarder({ cfg, log });
+  // Cluster-wide queries: this host's workers, or every host's with REDIS_URL.
+  const clusterQueries = multiHost?.cluster ?? cluster;
   // Acks, offline store with replay, idempotency keys, batch push (src/worker/push).
   const delivery = createDelivery({
     io,
     cfg,
     log,
-    cluster: multiHost?.cluster ?? cluster,
+    cluster: clusterQueries,
     primary,
     owner: `${multiHost?.hostId ?? "local"}:${slot}`,
   });
@@ -212,7 +214,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     cfg,
     log,
     push,
-    cluster: multiHost?.cluster ?? cluster,
+    cluster: clusterQueries,
     primary,
     guard: protection.apiGuard,
     afterBody: protection.inspectBody,

@@ -126,8 +126,6 @@ export function createAdmission(deps: AdmissionDeps) {
     verdictOf(req: http.IncomingMessage, fallbackIp: string): Verdict {
       return verdicts.get(req) ?? { ip: fallbackIp };
     },
-    /** Open sessions per address on this worker (for tests and status). */
-    openFrom: (ip: string) => open.get(ip) ?? 0,
   };
 }
 

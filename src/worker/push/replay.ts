@@ -63,21 +63,19 @@ export function createReplayHooks(deps: {
         confirmed = written;
       }
     };
+    const drainThenConfirm = async () => {
+      await transportDrained(conn, 50);
+      await confirmFlushed();
+    };
     const waitWhile = async (cond: () => boolean) => {
-      while (socket.connected && cond() && Date.now() < deadline) {
-        await transportDrained(conn, 50);
-        await confirmFlushed();
-      }
+      while (socket.connected && cond() && Date.now() < deadline) await drainThenConfirm();
     };
     for (const m of t.messages) {
       await waitWhile(() => bufferedBytes(conn) > deps.highWaterBytes);
       if (!socket.connected || Date.now() >= deadline) break;
       socket.emit(m.event, JSON.parse(m.payloadJson) as unknown);
       written += 1;
-      if (written - confirmed >= CONFIRM_EVERY) {
-        await transportDrained(conn, 50);
-        await confirmFlushed();
-      }
+      if (written - confirmed >= CONFIRM_EVERY) await drainThenConfirm();
     }
     await waitWhile(() => bufferedBytes(conn) > 0);
     await confirmFlushed();
@@ -111,10 +109,8 @@ export function createReplayHooks(deps: {
         return;
       }
       if (written > 0) metrics.offlineReplayed.inc(written);
-      if (written === t.messages.length) {
-        await t.confirm().catch((err: unknown) => log.warn({ err }, "could not confirm a replay"));
-        return;
-      }
+      // write() confirmed them as they went.
+      if (written === t.messages.length) return;
       log.info(
         { written, kept: t.messages.length - written },
         "socket left during a replay; the rest stays stored",
