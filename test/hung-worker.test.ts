@@ -100,7 +100,10 @@ describe("a stopped worker (SIGSTOP)", () => {
     const before = (await status()).body;
     const victimPid = before.workers.find((w) => w.worker === victimSlot)!.pid;
 
-    const detected = server.waitForOutput(/stopped answering the heartbeat/, 15_000);
+    // When the primary said so, whatever the test was doing meanwhile.
+    const detected = server
+      .waitForOutput(/stopped answering the heartbeat/, 15_000)
+      .then(() => Date.now());
     const t0 = Date.now();
     process.kill(victimPid, "SIGSTOP");
     stopped = victimPid;
@@ -113,9 +116,20 @@ describe("a stopped worker (SIGSTOP)", () => {
       answered = await status().catch(() => undefined);
     }
     expect(answered!.ms).toBeLessThan(3_000);
+    // And a push to every user answers (a connection the stopped worker took fails, the next one is answered).
+    let pushed: { status?: number; ms: number } | undefined;
+    for (let i = 0; i < 4 && pushed?.status !== 202; i++) {
+      pushed = await postOnFreshConnection(
+        server.apiUrl,
+        "/api/push",
+        { broadcast: true, event: "during", payload: 1 },
+        3_000,
+      );
+    }
+    expect(pushed?.status).toBe(202);
+    expect(pushed!.ms).toBeLessThan(3_000);
 
-    await detected;
-    const tDetected = Date.now();
+    const tDetected = await detected;
     const detectMs = tDetected - t0;
     // Silence counts from its last answer, up to one ping interval (500 ms) before the stop.
     expect(detectMs).toBeGreaterThanOrEqual(HANG_TIMEOUT_MS - 600);
