@@ -1,4 +1,5 @@
 import net from "node:net";
+import { nextSourceAddress } from "./source-addresses.mjs";
 
 /**
  * The smallest WebSocket client the load generator needs, on a bare TCP
@@ -37,6 +38,7 @@ export class RawWebSocket {
     this.socket = net.connect({
       host: u.hostname,
       port: Number(u.port),
+      localAddress: nextSourceAddress(u.hostname),
       noDelay: true,
       onread: { buffer: READ_BUFFER, callback: (n, buf) => this.onData(buf.subarray(0, n)) },
     });

@@ -1,5 +1,6 @@
 import WebSocket from "ws";
 import { RawWebSocket } from "./raw-ws.mjs";
+import { nextSourceAddress } from "./source-addresses.mjs";
 
 /**
  * A light Socket.IO v4 client for load generation: websocket transport only,
@@ -28,6 +29,7 @@ function wsTransport(url, timeoutMs) {
   const ws = new WebSocket(url, {
     perMessageDeflate: false,
     skipUTF8Validation: true,
+    localAddress: nextSourceAddress(new URL(url).hostname),
     handshakeTimeout: timeoutMs,
   });
   const t = {
