@@ -219,10 +219,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     guard: protection.apiGuard,
     afterBody: protection.inspectBody,
     pushGate: protection.pushGate,
-    extend: (router, helpers) => {
-      protection.extendApi(router, helpers);
-      delivery.mountRoutes(router, helpers, push);
-    },
+    routes: [protection.apiRoutes, delivery.apiRoutes(push)],
     // The primary's view, pushed on every change, so /ready reads the same on any connection.
     readiness: () => primaryState,
   });

@@ -12,7 +12,7 @@ import { type PushGate, setApiSecurityHeaders } from "../protection/http-guard.j
 import { createApiKeyCheck } from "./api-keys.js";
 import { createFastPush } from "./fast-push.js";
 import { errorHandler, requestId, sendError } from "./express-errors.js";
-import { buildOpenApi } from "./openapi.js";
+import { buildOpenApi, type OpenApiPart } from "./openapi.js";
 import { metricsRelay } from "./metrics-relay.js";
 import { requestLog } from "./request-log.js";
 import { createSchemas, parseRequest } from "./schemas.js";
@@ -40,14 +40,20 @@ export interface ApiDeps {
     /** Workers the primary replaced because they hung (newest last). */
     replaced: ReplacedWorker[];
   };
-  /** Routes added by later features, mounted behind the API key check. */
-  extend?: (router: Router, helpers: ApiHelpers) => void;
+  /** More routes, mounted behind the API key check; the OpenAPI document lists theirs too. */
+  routes?: readonly ApiRoutes[];
   /** Runs before the routes (rate limits, load shedding). */
   guard?: (req: Request, res: Response, next: NextFunction) => void;
   /** Runs on the parsed JSON body, before the routes (shape checks). */
   afterBody?: (req: Request, res: Response, next: NextFunction) => void;
   /** The guard's steps for `POST /api/push` outside express (./fast-push.ts); without it, express only. */
   pushGate?: PushGate;
+}
+
+/** A group of routes a feature adds to the API, with its part of the OpenAPI document. */
+export interface ApiRoutes {
+  mount(router: Router, helpers: ApiHelpers): void;
+  openApi: OpenApiPart;
 }
 
 export interface ApiHelpers {
@@ -80,7 +86,10 @@ export function createApiApp(deps: ApiDeps): ApiHandler {
   const { cfg, log } = deps;
   const schemas = createSchemas(cfg);
   const keys = createApiKeyCheck(cfg.apiKeys);
-  const openapi = buildOpenApi(schemas);
+  const openapi = buildOpenApi(
+    schemas,
+    (deps.routes ?? []).map((r) => r.openApi),
+  );
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -257,7 +266,7 @@ export function createApiApp(deps: ApiDeps): ApiHandler {
     res.json(openapi);
   });
 
-  deps.extend?.(api, helpers);
+  for (const r of deps.routes ?? []) r.mount(api, helpers);
 
   api.all("/{*rest}", (req, res) => {
     const known = api.stack.some(

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { Config } from "../../shared/config.js";
 import { ERRORS, GatewayError } from "../../shared/errors.js";
 import type { ApiHelpers } from "./api-app.js";
-import { registerOpenApi } from "./openapi.js";
+import type { OpenApiPart } from "./openapi.js";
 import { createSchemas, zodDetails } from "./schemas.js";
 import type { PushResult, PushService } from "../push/push-service.js";
 
@@ -37,10 +37,10 @@ export function createBatchSchema(cfg: Config) {
   });
 }
 
-export function registerBatchOpenApi(cfg: Config): void {
+export function batchOpenApi(cfg: Config): OpenApiPart {
   const { pushRequest } = createSchemas(cfg);
-  registerOpenApi(
-    {
+  return {
+    schemas: {
       PushBatchRequest: {
         schema: z.strictObject({
           pushes: z.array(pushRequest).min(1).max(cfg.PUSH_BATCH_MAX),
@@ -48,7 +48,7 @@ export function registerBatchOpenApi(cfg: Config): void {
         description: `Up to PUSH_BATCH_MAX (${cfg.PUSH_BATCH_MAX}) pushes; each item is validated on its own.`,
       },
     },
-    {
+    paths: {
       "/api/push/batch": {
         post: {
           summary: "Several pushes in one request, with a result per item",
@@ -74,7 +74,7 @@ export function registerBatchOpenApi(cfg: Config): void {
         },
       },
     },
-  );
+  };
 }
 
 function itemError(index: number, err: unknown): BatchItemResult {

@@ -8,18 +8,13 @@ import type { Schemas } from "./schemas.js";
  * dialect), so the document cannot drift from what the server accepts.
  */
 
-type Extra = Record<string, { schema: z.ZodType; description: string }>;
-
-const registered: Extra = {};
-const extraPaths: Record<string, Record<string, unknown>> = {};
-
-/** Later features add their request schemas and paths here before the app is built. */
-export function registerOpenApi(
-  schemas: Extra,
-  paths: Record<string, Record<string, unknown>>,
-): void {
-  Object.assign(registered, schemas);
-  for (const [p, ops] of Object.entries(paths)) extraPaths[p] = { ...extraPaths[p], ...ops };
+/**
+ * The part of the document a group of routes brings (api-app.ts' `routes`):
+ * its request schemas, as components, and its paths.
+ */
+export interface OpenApiPart {
+  schemas: Record<string, { schema: z.ZodType; description: string }>;
+  paths: Record<string, Record<string, unknown>>;
 }
 
 const jsonSchema = (s: z.ZodType) =>
@@ -44,13 +39,25 @@ const ok = (description: string) => ({
   content: { "application/json": { schema: { type: "object" } } },
 });
 
-export function buildOpenApi(schemas: Schemas): Record<string, unknown> {
+/** The document of the core routes plus `parts`, the ones the app mounts besides. */
+export function buildOpenApi(
+  schemas: Schemas,
+  parts: readonly OpenApiPart[],
+): Record<string, unknown> {
   const component = Object.fromEntries(
-    Object.entries(registered).map(([name, v]) => [
-      name,
-      { ...jsonSchema(v.schema), description: v.description },
-    ]),
+    parts.flatMap((part) =>
+      Object.entries(part.schemas).map(([name, v]) => [
+        name,
+        { ...jsonSchema(v.schema), description: v.description },
+      ]),
+    ),
   );
+  const extraPaths: Record<string, Record<string, unknown>> = {};
+  for (const part of parts) {
+    for (const [path, ops] of Object.entries(part.paths)) {
+      extraPaths[path] = { ...extraPaths[path], ...ops };
+    }
+  }
   const roomParam = {
     name: "room",
     in: "path",

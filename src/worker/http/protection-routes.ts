@@ -5,7 +5,7 @@ import { GatewayError } from "../../shared/errors.js";
 import { USER_ID_PATTERN } from "../../shared/names.js";
 import type { RevocationEntry } from "../../shared/revocation-list.js";
 import type { ApiHelpers } from "./api-app.js";
-import { registerOpenApi } from "./openapi.js";
+import type { OpenApiPart } from "./openapi.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CountAnswer } from "../local-queries.js";
 import type { Revocations } from "../protection/revocations.js";
@@ -102,19 +102,19 @@ export function mountProtectionRoutes(
   });
 }
 
-export function registerProtectionOpenApi(): void {
+export function protectionOpenApi(): OpenApiPart {
   const err = (description: string) => ({
     description,
     content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
   });
-  registerOpenApi(
-    {
+  return {
+    schemas: {
       RevokeRequest: {
         schema: createRevokeSchema(),
         description: "One token by jti, or every token of a user issued before a time.",
       },
     },
-    {
+    paths: {
       "/api/tokens/revoke": {
         post: {
           summary: "Revoke a token (jti) or a user's tokens issued before a time",
@@ -145,5 +145,5 @@ export function registerProtectionOpenApi(): void {
         },
       },
     },
-  );
+  };
 }

@@ -4,7 +4,7 @@ import type { ClientAddressOf } from "../../shared/client-address.js";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
 import type { Query } from "../../shared/ipc.js";
-import type { ApiHelpers } from "../http/api-app.js";
+import type { ApiHelpers, ApiRoutes } from "../http/api-app.js";
 import type { AuthService } from "../auth/auth-service.js";
 import type { GatewayServer, GatewaySocket } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
@@ -14,7 +14,7 @@ import { createEventGuard } from "../gateway/event-guard.js";
 import { createHttpGuard } from "./http-guard.js";
 import { createIpDenyList } from "./ip-deny-list.js";
 import { createLoadShedder } from "./load-shedder.js";
-import { mountProtectionRoutes, registerProtectionOpenApi } from "../http/protection-routes.js";
+import { mountProtectionRoutes, protectionOpenApi } from "../http/protection-routes.js";
 import { createRateLimits } from "./rate-limits.js";
 import { reconnectClients } from "./reconnect-clients.js";
 import { createRevocations, type SharedRedis } from "./revocations.js";
@@ -34,7 +34,7 @@ import { attachTokenLifetime } from "../gateway/token-lifetime.js";
  *   token expiry and `auth:refresh`, slow consumers;
  * - HTTP API: draining, shedding and pushes per key (`apiGuard`), body
  *   shape (`inspectBody`), `/api/tokens/revoke` and
- *   `/api/admin/restart-workers` (`extendApi`);
+ *   `/api/admin/restart-workers` (`apiRoutes`);
  * - shutdown: `drain` waits for API requests in flight (pushes waiting for
  *   client acks), then tells clients to reconnect.
  */
@@ -80,7 +80,6 @@ export function createProtection(deps: ProtectionDeps) {
   const auth = revocations.guard(deps.auth);
   const events = createEventGuard(cfg);
   const http = createHttpGuard({ cfg, shedder, limits, draining: deps.draining });
-  registerProtectionOpenApi();
   let slowConsumers: { close(): void } | undefined;
 
   const admission = createAdmission({
@@ -130,9 +129,11 @@ export function createProtection(deps: ProtectionDeps) {
     apiGuard: http.guard,
     inspectBody: http.inspectBody,
     pushGate: http.pushGate,
-    extendApi(router: Router, helpers: ApiHelpers): void {
-      mountProtectionRoutes(router, helpers, { cfg, revocations, primary: deps.primary });
-    },
+    apiRoutes: {
+      mount: (router: Router, helpers: ApiHelpers) =>
+        mountProtectionRoutes(router, helpers, { cfg, revocations, primary: deps.primary }),
+      openApi: protectionOpenApi(),
+    } satisfies ApiRoutes,
     onRevoke: (q: Extract<Query, { kind: "revoke" }>) => revocations.apply(q),
     /** Loads shared state (revocations from Redis) before the worker reports ready. */
     start: () => revocations.start(2_000),

@@ -1,16 +1,15 @@
-import type { Router } from "express";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
 import type { Query } from "../../shared/ipc.js";
 import { metrics } from "../../shared/metrics.js";
-import type { ApiHelpers } from "../http/api-app.js";
+import type { ApiRoutes } from "../http/api-app.js";
 import type { ClusterResult } from "../cluster-client.js";
 import type { GatewayHooks, GatewayServer } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CustomQueryHandler } from "../local-queries.js";
 import type { PushService } from "./push-service.js";
 import { sweepStaleAcks } from "./acks.js";
-import { mountBatchRoute, registerBatchOpenApi } from "../http/batch-route.js";
+import { batchOpenApi, mountBatchRoute } from "../http/batch-route.js";
 import type { DeliveryStore } from "./delivery-store.js";
 import { withFallback } from "./fallback-store.js";
 import { createDeliveryPipeline, type DeliveryPipeline } from "./pipeline.js";
@@ -31,8 +30,8 @@ export interface Delivery {
   hooks: GatewayHooks;
   /** Custom cluster queries this worker answers (pass to createLocalQueries). */
   queries: Map<string, CustomQueryHandler>;
-  /** Mounts POST /api/push/batch (call from the API app's `extend`). */
-  mountRoutes(router: Router, helpers: ApiHelpers, push: PushService): void;
+  /** POST /api/push/batch, for the API app's `routes`. */
+  apiRoutes(push: PushService): ApiRoutes;
   /** Waits for Redis (if configured) until `ms` after creation; true when the store is up. */
   start(ms: number): Promise<boolean>;
   close(): Promise<void>;
@@ -89,7 +88,6 @@ export function createDelivery(deps: {
 
   const presence = createPresence({ cluster, timeoutMs: cfg.QUERY_TIMEOUT_MS });
   const stopAckSweep = sweepStaleAcks(io, cfg.ACK_TIMEOUT_MAX_MS + 10_000);
-  registerBatchOpenApi(cfg);
 
   return {
     store,
@@ -100,7 +98,10 @@ export function createDelivery(deps: {
       highWaterBytes: Math.floor(cfg.MAX_BUFFERED_BYTES_PER_SOCKET / 2),
     }),
     queries: new Map([[PRESENCE_QUERY, localPresence(io)]]),
-    mountRoutes: (router, helpers, push) => mountBatchRoute(router, helpers, { cfg, push }),
+    apiRoutes: (push) => ({
+      mount: (router, helpers) => mountBatchRoute(router, helpers, { cfg, push }),
+      openApi: batchOpenApi(cfg),
+    }),
     start: (ms) => redisReady?.(ms) ?? Promise.resolve(true),
     async close() {
       stopAckSweep();
