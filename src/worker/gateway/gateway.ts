@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { Server, Socket } from "socket.io";
 import type { Config } from "../../shared/config.js";
-import { type AckError, ackError, type ErrorCode } from "../../shared/errors.js";
+import { type AckError, ackError, connectMessage, type ErrorCode } from "../../shared/errors.js";
 import {
   BUILT_IN_EVENTS,
   type ClientToServerEvents,
@@ -77,18 +77,10 @@ type AckFn = (res: unknown) => void;
 
 const builtIn = new Set<string>(BUILT_IN_EVENTS);
 
-/** `err.message` of a refused handshake: "unauthorized" for every AUTH_* code. */
-const CONNECT_MESSAGES: Partial<Record<ErrorCode, string>> = {
-  OVERLOADED: "overloaded",
-  RATE_LIMITED: "rate limited",
-  FORBIDDEN: "forbidden",
-  SHUTTING_DOWN: "shutting down",
-};
-
 function connectError(refusal: ErrorCode | HandshakeRefusal): Error {
   const data = typeof refusal === "string" ? { code: refusal } : refusal;
   if (data.code.startsWith("AUTH_")) metrics.authFailures.inc({ code: data.code });
-  const err = new Error(CONNECT_MESSAGES[data.code] ?? "unauthorized") as Error & {
+  const err = new Error(connectMessage(data.code)) as Error & {
     data: HandshakeRefusal;
   };
   err.data = data;
