@@ -66,6 +66,7 @@ async function main() {
         handshakeP50Ms: fleet.handshakeMs.p50,
         handshakeP99Ms: fleet.handshakeMs.p99,
         readyP99Ms: fleet.readyMs.p99,
+        registerAckP99Ms: fleet.registerAckMs.p99,
         failed: fleet.failed,
         hung: fleet.failures.timeout,
         failures: fleet.failures,
@@ -103,6 +104,7 @@ async function main() {
     { key: "handshakeP50Ms", title: "handshake p50 ms", digits: 0 },
     { key: "handshakeP99Ms", title: "handshake p99 ms", digits: 0 },
     { key: "readyP99Ms", title: "+register p99 ms", digits: 0 },
+    { key: "registerAckP99Ms", title: "register ack p99 ms", digits: 0 },
     { get: (r) => `${r.failed} (${r.hung} hung)`, title: `failed of ${o.CONNECT_CLIENTS}` },
     { key: "lagP99MedianMs", title: "lag p99 median ms", digits: 1 },
     { key: "lagP99WorstMs", title: "lag p99 worst ms", digits: 1 },
@@ -112,15 +114,20 @@ async function main() {
   ];
   const sections = [markdownTable(columns, rows)];
   const allRatios = {};
+  const cpuRatios = {};
   for (const m of o.CONNECT_AUTH_MODES) {
     const subject = `socket-server (${m})`;
     const r = ratios(rows, "perSecond", { subject });
     allRatios[m] = r;
     sections.push(describeRatios(`clients/s, ${subject}`, r));
+    // Server CPU per client, socket-server ÷ baseline (higher is worse).
+    const cpu = ratios(rows, "serverCpuMsPerClient", { subject, higherIsBetter: true });
+    cpuRatios[m] = cpu;
+    sections.push(describeRatios(`server CPU ms per client, ${subject} (lower is better)`, cpu));
   }
   publish(
     "connect",
-    { settings: o, rows, ratios: allRatios },
+    { settings: o, rows, ratios: allRatios, cpuRatios },
     `Connect storm: ${o.CONNECT_CLIENTS} clients, ${o.CONNECT_ALG} tokens`,
     sections,
   );

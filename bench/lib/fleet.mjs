@@ -23,6 +23,8 @@ export async function openFleet(target, tokens, o = {}) {
   const clients = [];
   const handshake = new Recorder(tokens.length);
   const ready = new Recorder(tokens.length);
+  /** From the `register` emit to its ack alone. */
+  const registerAck = new Recorder(tokens.length);
   const failures = { refused: 0, closed: 0, error: 0, timeout: 0, register: 0, join: 0 };
   const failureSamples = [];
   let next = 0;
@@ -48,7 +50,9 @@ export async function openFleet(target, tokens, o = {}) {
     clients.push(c);
     try {
       if (register) {
+        const r0 = performance.now();
         const ack = await c.emitAck("register", { userId: userOf(i) }, timeoutMs);
+        registerAck.add(performance.now() - r0);
         if (!ack?.ok) throw Object.assign(new Error(JSON.stringify(ack)), { step: "register" });
       }
       if (room) {
@@ -88,6 +92,7 @@ export async function openFleet(target, tokens, o = {}) {
     failureSamples,
     handshakeMs: handshake.summary(),
     readyMs: ready.summary(),
+    registerAckMs: registerAck.summary(),
     /**
      * Clients that completed every step, per second from the start to the
      * last completion: a hung handshake is counted in `failures.timeout`,

@@ -49,6 +49,6 @@ export const COMMON = {
     ["socket-server", "single", "docs-cluster", "bare-ws"],
     "targets, in the order of the first round (rotated each round)",
   ],
-  BENCH_ROUNDS: [2, "interleaved rounds: each round runs every target once"],
+  BENCH_ROUNDS: [3, "interleaved rounds: each round runs every target once (figures are medians)"],
   BENCH_WORKERS: [2, "worker processes of socket-server and of the docs cluster"],
 };
