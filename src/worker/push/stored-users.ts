@@ -26,9 +26,10 @@ import type { WorkerChannel } from "../ipc-channel.js";
  * The join comes first, so one of the two always holds (both may: a take is
  * atomic in the store, so one of them gets the messages). The same covers
  * a lease given back (a socket left mid-replay, a worker died): a socket of
- * the user registered here meanwhile gets the messages at once. A false
- * "maybe" costs only a round trip, so a lost notice could not lose anything
- * — only a missing "stored" could, and it comes before anything after it.
+ * the user registered here meanwhile gets the messages at once. Only a
+ * "stored" heard late could lose a message, and none is: the primary sends
+ * it before answering the put, and a worker that was not started yet has
+ * it in the set it loads. A user kept in the set too long costs a round trip.
  */
 
 export interface StoredUsers {
