@@ -12,6 +12,14 @@ import type { Supervisor } from "./supervisor.js";
  * from the workers, gives a dead worker's leases back, and sweeps expired
  * entries. The primary outlives every worker, which is what makes these
  * stores survive a worker crash on a host without Redis.
+ *
+ * Every worker is told, as it happens, which users' offline queues appear
+ * and go (`ss:stored-users`), and a starting worker asks for the whole set
+ * (`ss:stored-users-all`): a `register` of a user with nothing stored then
+ * needs no round trip here. The changes are sent before the answer to the
+ * operation that made them, and the channel keeps order, so a worker has
+ * heard of a message before anything that follows its storing reaches it
+ * (src/worker/push/stored-users.ts says why that is enough).
  */
 
 const SWEEP_INTERVAL_MS = 5_000;
@@ -24,7 +32,10 @@ export interface DeliveryStores {
   close(): void;
 }
 
-export function createDeliveryStores(cfg: Config): Omit<DeliveryStores, "close"> {
+export function createDeliveryStores(
+  cfg: Config,
+  usersChanged?: (changes: [string, boolean][]) => void,
+): Omit<DeliveryStores, "close"> {
   const offline = new OfflineStore(
     {
       maxPerUser: cfg.OFFLINE_MAX_PER_USER,
@@ -32,7 +43,10 @@ export function createDeliveryStores(cfg: Config): Omit<DeliveryStores, "close">
       maxTotalBytes: cfg.OFFLINE_MAX_TOTAL_BYTES,
       leaseTimeoutMs: LEASE_TIMEOUT_MS,
     },
-    { dropped: (n) => metrics.offlineDropped.inc({ reason: "user_limit" }, n) },
+    {
+      dropped: (n) => metrics.offlineDropped.inc({ reason: "user_limit" }, n),
+      ...(usersChanged ? { usersChanged } : {}),
+    },
   );
   const idempotency = new IdempotencyStore({
     windowMs: cfg.IDEMPOTENCY_WINDOW_SECONDS * 1_000,
@@ -68,7 +82,10 @@ export function attachDeliveryStores(deps: {
 }): DeliveryStores {
   const { ipc, sup, cfg } = deps;
   const log = deps.log.child({ module: "delivery-stores" });
-  const stores = createDeliveryStores(cfg);
+  // Sent at once, before the reply to the operation that caused them (see above).
+  const stores = createDeliveryStores(cfg, (changes) =>
+    ipc.broadcast({ t: "ss:stored-users", changes }),
+  );
 
   ipc.answer("ss:store", (slot, { op }) => {
     try {
@@ -78,6 +95,7 @@ export function attachDeliveryStores(deps: {
       throw err;
     }
   });
+  ipc.answer("ss:stored-users-all", () => ({ users: stores.offline.users() }));
   sup.on("exit", (slot) => {
     const n = stores.offline.releaseOwner(slot);
     if (n > 0) log.warn({ slot, messages: n }, "worker exited during a replay; messages kept");

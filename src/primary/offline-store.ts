@@ -14,6 +14,10 @@ import type { OfflinePutResult, OfflineTakeResult, StoredMessage } from "../shar
  * front of the queue if the worker that took them exits (or never confirms)
  * before it has written them to the socket, so a crash between take and
  * replay loses nothing (at worst it repeats them once).
+ *
+ * `usersChanged` hears, once per operation and in order, which users' queues
+ * appeared or went (a leased message is not queued): the workers keep that
+ * set to skip asking for a user with nothing stored (delivery-stores.ts).
  */
 
 export interface OfflineLimits {
@@ -39,6 +43,8 @@ export class OfflineStore {
   private nextLease = 1;
   private count = 0;
   private bytes = 0;
+  /** Queues that appeared or went during the current operation, for `usersChanged`. */
+  private changes: [string, boolean][] = [];
 
   private readonly now: () => number;
 
@@ -48,6 +54,8 @@ export class OfflineStore {
       now?: () => number;
       /** Messages dropped outside a put (a restored lease overflowing its queue). */
       dropped?: (n: number) => void;
+      /** Users whose queue appeared (true) or went (false), in order; once per operation. */
+      usersChanged?: (changes: [userId: string, stored: boolean][]) => void;
     } = {},
   ) {
     this.now = hooks.now ?? Date.now;
@@ -56,6 +64,11 @@ export class OfflineStore {
   /** Messages held (queued or leased) and their payload bytes. */
   get size(): { messages: number; bytes: number; users: number } {
     return { messages: this.count, bytes: this.bytes, users: this.queues.size };
+  }
+
+  /** The users who have messages queued (not counting leased ones). */
+  users(): string[] {
+    return [...this.queues.keys()];
   }
 
   put(userIds: readonly string[], message: StoredMessage): OfflinePutResult {
@@ -83,9 +96,10 @@ export class OfflineStore {
       q.push(message);
       this.count += 1;
       this.bytes += size;
-      this.queues.set(userId, q);
+      if (!this.queues.has(userId)) this.queued(userId, q);
       r.stored += 1;
     }
+    this.report();
     return r;
   }
 
@@ -93,7 +107,8 @@ export class OfflineStore {
   take(userId: string, owner: number): OfflineTakeResult {
     const q = this.queues.get(userId);
     if (!q) return { messages: [], expired: 0 };
-    this.queues.delete(userId);
+    this.unqueued(userId);
+    this.report();
     const now = this.now();
     const messages: StoredMessage[] = [];
     let expired = 0;
@@ -132,6 +147,11 @@ export class OfflineStore {
    * put them back in front of anything stored since.
    */
   restore(leaseId: number, written = 0): void {
+    this.giveBack(leaseId, written);
+    this.report();
+  }
+
+  private giveBack(leaseId: number, written = 0): void {
     const lease = this.leases.get(leaseId);
     if (!lease) return;
     clearTimeout(lease.timer);
@@ -145,7 +165,7 @@ export class OfflineStore {
     let dropped = 0;
     for (; q.length > this.limits.maxPerUser; dropped++) this.forget(q.shift()!);
     if (dropped > 0) this.hooks.dropped?.(dropped);
-    this.queues.set(lease.userId, q);
+    if (!this.queues.has(lease.userId)) this.queued(lease.userId, q);
   }
 
   /** A worker exited: everything it had taken but not confirmed goes back. */
@@ -154,8 +174,9 @@ export class OfflineStore {
     for (const [id, lease] of this.leases) {
       if (lease.owner !== owner) continue;
       n += lease.messages.length;
-      this.restore(id);
+      this.giveBack(id);
     }
+    this.report();
     return n;
   }
 
@@ -169,9 +190,27 @@ export class OfflineStore {
       expired += q.length - keep.length;
       for (const m of q) if (m.expiresAt <= now) this.forget(m);
       if (keep.length) this.queues.set(userId, keep);
-      else this.queues.delete(userId);
+      else this.unqueued(userId);
     }
+    this.report();
     return expired;
+  }
+
+  private queued(userId: string, q: StoredMessage[]): void {
+    this.queues.set(userId, q);
+    this.changes.push([userId, true]);
+  }
+
+  private unqueued(userId: string): void {
+    this.queues.delete(userId);
+    this.changes.push([userId, false]);
+  }
+
+  private report(): void {
+    if (this.changes.length === 0) return;
+    const changes = this.changes;
+    this.changes = [];
+    this.hooks.usersChanged?.(changes);
   }
 
   private forget(m: StoredMessage): void {

@@ -83,11 +83,15 @@ export interface WorkerCalls {
   /** An operation on the host's delivery stores (src/primary/delivery-stores.ts). */
   "ss:store": Call<{ op: StoreOp }, "ss:store-result", StoreResult>;
   /**
-   * Users whose room appeared (true) or vanished (false) on this worker, in
-   * order; answered once the user directory has applied them (a notification,
-   * id 0, when the worker does not wait for that).
+   * The users who have messages in the host's offline store now, for a
+   * starting worker (src/worker/push/stored-users.ts); `ss:stored-users`
+   * keeps it current from then on.
    */
-  "ss:users": Call<{ changes: [userId: string, present: boolean][] }, "ss:users-ok", null>;
+  "ss:stored-users-all": Call<
+    Record<never, never>,
+    "ss:stored-users-all-result",
+    { users: string[] }
+  >;
   /** A /metrics scrape that reached a worker: the primary's merged text. */
   "ss:scrape": Call<Record<never, never>, "ss:scrape-result", ScrapeAnswer>;
 }
@@ -113,7 +117,7 @@ interface Call<Request extends object, Reply extends string, Result> extends Cal
 export const WORKER_CALLS: { readonly [K in keyof WorkerCalls]: WorkerCalls[K]["reply"] } = {
   "ss:query": "ss:query-result",
   "ss:store": "ss:store-result",
-  "ss:users": "ss:users-ok",
+  "ss:stored-users-all": "ss:stored-users-all-result",
   "ss:scrape": "ss:scrape-result",
 };
 export const PRIMARY_CALLS: { readonly [K in keyof PrimaryCalls]: PrimaryCalls[K]["reply"] } = {
@@ -143,7 +147,13 @@ export type WorkerMessage =
   /** `POST /api/admin/restart-workers`. */
   | { t: "ss:restart-workers" }
   /** Answer to the primary's heartbeat, sent from the worker's event loop. */
-  | { t: "ss:pong"; seq: number };
+  | { t: "ss:pong"; seq: number }
+  /**
+   * Users whose room appeared (true) or vanished (false) on this worker, in
+   * order, each with the `hostClock()` time of the change
+   * (src/primary/user-directory.ts). Nobody waits for it.
+   */
+  | { t: "ss:users"; changes: [userId: string, present: boolean, at: number][] };
 
 /** Primary → worker, one way. */
 export type PrimaryMessage =
@@ -167,7 +177,13 @@ export type PrimaryMessage =
   /** The heartbeat (src/primary/heartbeat.ts): answer with `ss:pong`. */
   | { t: "ss:ping"; seq: number }
   /** Pushes for users this worker holds (src/primary/user-directory.ts). */
-  | { t: "ss:deliver"; items: DirectDelivery[] };
+  | { t: "ss:deliver"; items: DirectDelivery[] }
+  /**
+   * Users whose queue in the host's offline store appeared (true: stored, or
+   * given back by a lease) or went (false: taken, expired), in the order the
+   * store saw it (src/worker/push/stored-users.ts).
+   */
+  | { t: "ss:stored-users"; changes: [userId: string, stored: boolean][] };
 
 export type WorkerToPrimary =
   | WorkerMessage
@@ -186,6 +202,7 @@ const WORKER_MESSAGES: Record<WorkerMessage["t"], true> = {
   "ss:revocation-learned": true,
   "ss:restart-workers": true,
   "ss:pong": true,
+  "ss:users": true,
 };
 const PRIMARY_MESSAGES: Record<PrimaryMessage["t"], true> = {
   "ss:conn": true,
@@ -193,6 +210,7 @@ const PRIMARY_MESSAGES: Record<PrimaryMessage["t"], true> = {
   "ss:shutdown": true,
   "ss:ping": true,
   "ss:deliver": true,
+  "ss:stored-users": true,
 };
 export const WORKER_TO_PRIMARY_TAGS: ReadonlySet<string> = new Set<WorkerToPrimary["t"]>([
   ...(Object.keys(WORKER_MESSAGES) as WorkerMessage["t"][]),
@@ -229,6 +247,16 @@ export interface DirectDelivery {
   /** userIds whose sockets must not receive it. */
   except?: string[];
   volatile?: boolean;
+  /** `hostClock()` when the worker that took the request emitted it to its own sockets. */
+  at?: number;
+}
+
+/**
+ * Microseconds on the host's monotonic clock (CLOCK_MONOTONIC: one clock for
+ * every process of the host), so that times taken in two workers compare.
+ */
+export function hostClock(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
 
 /** A push kept for a user who was offline (payload as JSON text: compact, sized exactly). */

@@ -18,6 +18,24 @@ const slot = Number(process.env["SS_SLOT"] ?? 0);
 
 type Hook = (res: http.ServerResponse, body: Record<string, unknown>) => unknown;
 
+// Every message this worker sends its primary, counted by tag, and requests
+// (an id other than 0) apart: what a step cost in IPC, seen from outside.
+const sentByTag: Record<string, number> = {};
+const requestsByTag: Record<string, number> = {};
+if (cluster.isWorker && typeof process.send === "function") {
+  const send = process.send.bind(process) as (...args: unknown[]) => boolean;
+  process.send = ((...args: unknown[]) => {
+    const msg = args[0] as { t?: unknown; id?: unknown } | null;
+    if (msg && typeof msg === "object" && typeof msg.t === "string") {
+      sentByTag[msg.t] = (sentByTag[msg.t] ?? 0) + 1;
+      if (typeof msg.id === "number" && msg.id !== 0) {
+        requestsByTag[msg.t] = (requestsByTag[msg.t] ?? 0) + 1;
+      }
+    }
+    return send(...args);
+  }) as typeof process.send;
+}
+
 const hooks: Record<string, Hook> = {
   // Answers first, then blocks the loop for `ms` (so the caller knows which worker it stalled).
   "POST /api/test/block-loop": (res, body) => {
@@ -41,6 +59,12 @@ const hooks: Record<string, Hook> = {
     });
     return { slot, pid: process.pid };
   },
+  "POST /api/test/ipc-sent": () => ({
+    slot,
+    pid: process.pid,
+    sent: { ...sentByTag },
+    requests: { ...requestsByTag },
+  }),
   "GET /api/test/prototype": () => ({
     slot,
     added: Object.getOwnPropertyNames(Object.prototype).filter((k) => !BASELINE_PROTO_KEYS.has(k)),

@@ -12,11 +12,12 @@ import { sweepStaleAcks } from "./acks.js";
 import { batchOpenApi, mountBatchRoute } from "../http/batch-route.js";
 import type { DeliveryStore } from "./delivery-store.js";
 import { withFallback } from "./fallback-store.js";
-import { createDeliveryPipeline, type DeliveryPipeline } from "./pipeline.js";
+import { createDeliveryPipeline, type DeliveryPipeline, deliverStored } from "./pipeline.js";
 import { createPresence, localPresence, PRESENCE_QUERY } from "./presence.js";
 import { createPrimaryStoreClient } from "./primary-store-client.js";
 import { createRedisStore } from "./redis-store.js";
 import { createReplayHooks, REPLAY_LEASE_MS } from "./replay.js";
+import { createStoredUsers } from "./stored-users.js";
 
 /**
  * Wires the delivery guarantees into a worker: which store (the primary's,
@@ -46,16 +47,30 @@ export function createDelivery(deps: {
   /** Cluster queries: this host's, or every host's with REDIS_URL. */
   cluster: { query(q: Query, timeoutMs: number): Promise<ClusterResult> };
   /** IPC to this host's primary, which keeps the host's store. */
-  primary: Pick<WorkerChannel, "call">;
+  primary: Pick<WorkerChannel, "call" | "on">;
   /** `<host id>:<slot>`: who holds the Redis leases of messages being replayed. */
   owner: string;
 }): Delivery {
   const { io, cfg, cluster } = deps;
   const log = deps.log.child({ module: "delivery" });
 
+  // Which users have messages in the host's store: a register of anyone else asks nobody.
+  const storedUsers = createStoredUsers({
+    io,
+    primary: deps.primary,
+    log,
+    onRegisteredStored(userIds) {
+      for (const userId of userIds) {
+        deliverStored(io, hostStore, userId).catch((err: unknown) =>
+          log.warn({ err }, "could not deliver to a user registered as it was stored; kept"),
+        );
+      }
+    },
+  });
   const hostStore = createPrimaryStoreClient({
     primary: deps.primary,
     timeoutMs: cfg.QUERY_TIMEOUT_MS + 1_000,
+    stored: storedUsers,
   });
   let store: DeliveryStore = hostStore;
   let sweepTimer: NodeJS.Timeout | undefined;
@@ -102,8 +117,13 @@ export function createDelivery(deps: {
       mount: (router, helpers) => mountBatchRoute(router, helpers, { cfg, push }),
       openApi: batchOpenApi(cfg),
     }),
-    start: (ms) => redisReady?.(ms) ?? Promise.resolve(true),
+    async start(ms) {
+      // Before this worker reports ready, so before it holds a socket.
+      await storedUsers.load(ms);
+      return redisReady?.(ms) ?? true;
+    },
     async close() {
+      storedUsers.close();
       stopAckSweep();
       if (sweepTimer) clearInterval(sweepTimer);
       await store.close();

@@ -1,5 +1,5 @@
 import { personalRoomOwner, userRoom } from "../../shared/events.js";
-import type { DirectDelivery } from "../../shared/ipc.js";
+import { type DirectDelivery, hostClock } from "../../shared/ipc.js";
 import type { GatewayHooks, GatewayServer } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 
@@ -15,10 +15,18 @@ import type { WorkerChannel } from "../ipc-channel.js";
  * (setImmediate), so a burst of pushes costs one IPC message, not one each.
  *
  * The directory learns from the adapter's own room events: a `user:<id>`
- * room appearing on this worker means the user is here. So that a push sent
- * after a client's register ack always finds it, the ack waits until the
- * primary has applied the change (one IPC round trip, only for the first
- * socket of a user on a worker).
+ * room appearing on this worker means the user is here (`ss:users`, sent
+ * once per loop turn). The register ack does not wait for the primary to
+ * apply it; what that wait guaranteed — a push sent after the ack always
+ * finds the new socket, even when it reaches the primary before the news
+ * of the user does (two IPC channels, read in no fixed order) — is kept by
+ * time instead: each change carries the moment of the join and each push
+ * the moment it was emitted here, on the host's one monotonic clock
+ * (`hostClock`). A push sent after the ack was emitted after the join. The
+ * primary keeps the pushes it routed in the last few seconds and, when it
+ * learns that a user arrived on a worker, sends that worker those for the
+ * user emitted after the join that did not go there. Pushes from before the
+ * join are not sent (as before: a push reaches the sockets of that moment).
  *
  * Order: `push()` resolves once the queue holding it has been sent, and the
  * API answers only then; so a push sent after that answer, even through
@@ -39,73 +47,25 @@ export interface DirectPush {
   close(): void;
 }
 
-interface Batch {
-  users: string[];
-  waiters: (() => void)[];
-}
-
 export function createDirectPush(deps: {
   io: GatewayServer;
-  primary: Pick<WorkerChannel, "on" | "send" | "call" | "notify">;
-  /** A register ack never waits longer than this for the primary. */
-  confirmTimeoutMs?: number;
+  primary: Pick<WorkerChannel, "on" | "send">;
 }): DirectPush {
   const { io, primary } = deps;
-  const confirmTimeoutMs = deps.confirmTimeoutMs ?? 1_000;
   const adapter = io.of("/").adapter;
 
-  // Directory changes, sent once per loop turn.
-  let changes: [string, boolean][] = [];
-  let openBatch = 0;
-  let nextBatch = 1;
-  const batches = new Map<number, Batch>();
-  /** Users whose arrival here the primary has not confirmed yet → batch id. */
-  const unconfirmed = new Map<string, number>();
-  let changesScheduled = false;
-
-  const settle = (id: number) => {
-    const b = batches.get(id);
-    if (!b) return;
-    batches.delete(id);
-    for (const u of b.users) if (unconfirmed.get(u) === id) unconfirmed.delete(u);
-    for (const w of b.waiters) w();
-  };
-
+  // Directory changes, sent once per loop turn; nobody waits for them.
+  let changes: [string, boolean, number][] = [];
   const sendChanges = () => {
-    changesScheduled = false;
     if (changes.length === 0) return;
-    const id = openBatch;
-    openBatch = 0;
-    const request = { changes };
+    primary.send({ t: "ss:users", changes });
     changes = [];
-    if (id === 0) {
-      // Only departures: nobody waits for the directory to apply them.
-      primary.notify("ss:users", request);
-      return;
-    }
-    // Settled by the primary's answer, by the timeout, or at once if the channel closes.
-    const done = () => settle(id);
-    primary.call("ss:users", request, confirmTimeoutMs).then(done, done);
   };
-
   const change = (room: string, present: boolean) => {
     const userId = personalRoomOwner(room);
     if (userId === undefined) return;
-    changes.push([userId, present]);
-    if (present) {
-      if (openBatch === 0) {
-        openBatch = nextBatch++;
-        batches.set(openBatch, { users: [], waiters: [] });
-      }
-      batches.get(openBatch)!.users.push(userId);
-      unconfirmed.set(userId, openBatch);
-    } else {
-      unconfirmed.delete(userId);
-    }
-    if (!changesScheduled) {
-      changesScheduled = true;
-      setImmediate(sendChanges);
-    }
+    if (changes.length === 0) setImmediate(sendChanges);
+    changes.push([userId, present, hostClock()]);
   };
   const onCreate = (room: string) => change(room, true);
   const onDelete = (room: string) => change(room, false);
@@ -146,7 +106,7 @@ export function createDirectPush(deps: {
   return {
     push(d) {
       emitLocal(d);
-      outgoing.push(d);
+      outgoing.push({ ...d, at: hostClock() });
       if (!sent) {
         sent = new Promise<void>((resolve) => {
           markSent = resolve;
@@ -156,19 +116,12 @@ export function createDirectPush(deps: {
       return sent;
     },
     flush,
-    hooks: {
-      beforeRegisterAck: (_socket, userId) => {
-        const id = unconfirmed.get(userId);
-        const b = id === undefined ? undefined : batches.get(id);
-        if (!b) return undefined;
-        return new Promise<undefined>((resolve) => b.waiters.push(() => resolve(undefined)));
-      },
-    },
+    // The register ack waits for nothing here (see above).
+    hooks: {},
     close() {
       adapter.off("create-room", onCreate);
       adapter.off("delete-room", onDelete);
       stopDelivering();
-      for (const id of [...batches.keys()]) settle(id);
     },
   };
 }

@@ -42,6 +42,25 @@ export interface DeliveryPipeline {
   push(req: PushRequest, ctx: PushContext, onDispatched?: () => void): Promise<PushResult>;
 }
 
+/**
+ * Takes what is stored for a user who has registered sockets and emits it to
+ * them all (the user's room, on every worker); the take is atomic, so of two
+ * that try, one delivers.
+ */
+export async function deliverStored(
+  io: GatewayServer,
+  store: DeliveryStore,
+  userId: string,
+): Promise<void> {
+  const t = await store.take(userId);
+  if (t.expired) metrics.offlineExpired.inc(t.expired);
+  if (t.messages.length === 0) return;
+  const room = io.to(userRoom(userId));
+  for (const m of t.messages) room.emit(m.event, JSON.parse(m.payloadJson) as unknown);
+  metrics.offlineReplayed.inc(t.messages.length);
+  await t.confirm();
+}
+
 export function createDeliveryPipeline(deps: {
   io: GatewayServer;
   cfg: Config;
@@ -79,15 +98,7 @@ export function createDeliveryPipeline(deps: {
   /** The second look: users who registered meanwhile get what is stored for them now. */
   async function deliverToLateComers(users: string[]): Promise<void> {
     const back = await presence(users);
-    for (const userId of back) {
-      const t = await store.take(userId);
-      if (t.expired) metrics.offlineExpired.inc(t.expired);
-      if (t.messages.length === 0) continue;
-      const room = io.to(userRoom(userId));
-      for (const m of t.messages) room.emit(m.event, JSON.parse(m.payloadJson) as unknown);
-      metrics.offlineReplayed.inc(t.messages.length);
-      await t.confirm();
-    }
+    for (const userId of back) await deliverStored(io, store, userId);
   }
 
   async function deliver(

@@ -1,17 +1,20 @@
 import type { StoreOp, StoreResults } from "../../shared/ipc.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import { type DeliveryStore, nothingTaken } from "./delivery-store.js";
+import type { StoredUsers } from "./stored-users.js";
 
 /**
  * The delivery store of a host without Redis: a thin IPC client of the
  * stores in the primary (src/primary/delivery-stores.ts). The primary answers
  * operations one at a time, which is what makes `take` and `claim` atomic
- * across workers.
+ * across workers. A `take` for a user the worker knows has nothing stored
+ * (stored-users.ts) answers at once, without asking.
  */
 export function createPrimaryStoreClient(deps: {
   primary: Pick<WorkerChannel, "call">;
   /** Guards a primary that is gone; it answers in microseconds otherwise. */
   timeoutMs: number;
+  stored?: Pick<StoredUsers, "mayHave">;
 }): DeliveryStore {
   const call = <O extends StoreOp>(op: O) =>
     deps.primary.call("ss:store", { op }, deps.timeoutMs) as Promise<StoreResults[O["op"]]>;
@@ -20,6 +23,7 @@ export function createPrimaryStoreClient(deps: {
     kind: "primary",
     put: (userIds, message) => call({ op: "offline-put", userIds: [...userIds], message }),
     async take(userId) {
+      if (deps.stored && !deps.stored.mayHave(userId)) return nothingTaken;
       const r = await call({ op: "offline-take", userId });
       const leaseId = r.leaseId;
       if (leaseId === undefined) return { ...nothingTaken, expired: r.expired };
