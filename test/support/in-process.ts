@@ -1,4 +1,5 @@
 import type { Worker as ClusterWorker } from "node:cluster";
+import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type net from "node:net";
 import { Adapter } from "socket.io-adapter";
@@ -13,7 +14,7 @@ import { createQueryHub } from "../../src/primary/queries.js";
 import { keepRevocations } from "../../src/primary/revocation-keeper.js";
 import type { SlotState, Supervisor, SupervisorEvents } from "../../src/primary/supervisor.js";
 import { attachUserDirectory } from "../../src/primary/user-directory.js";
-import { loadConfig } from "../../src/shared/config.js";
+import { loadConfig, withDevDefaults } from "../../src/shared/config.js";
 import {
   isWorkerToPrimary,
   type PrimaryMessage,
@@ -22,6 +23,7 @@ import {
 } from "../../src/shared/ipc.js";
 import { createLogRing } from "../../src/shared/log-ring.js";
 import { initLogger, loggerOptionsFrom } from "../../src/shared/logger.js";
+import { primaryRegistry, registry } from "../../src/shared/metrics.js";
 import { resumeHandleReads } from "../../src/shared/node-internals.js";
 import { createWorker, type Worker } from "../../src/worker/create-worker.js";
 import { type ChannelPort, createWorkerChannel } from "../../src/worker/ipc-channel.js";
@@ -201,7 +203,9 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
     ...opts.env,
     WORKERS: "1",
   };
-  const cfg = loadConfig(env);
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  // As main.ts: the primary fills in dev defaults (a generated JWT secret…), the worker reads them.
+  const cfg = loadConfig(withDevDefaults(env, (n) => randomBytes(n).toString("base64url")).env);
 
   let out = "";
   const waiters: { re: RegExp; resolve: (m: string) => void }[] = [];
@@ -220,6 +224,16 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
     }),
   );
   const primaryLog = root.child({ role: "primary" });
+  // Each process registers its process metrics once; a later server in this
+  // process (a test file may start several, one after the other) does again.
+  const registered = [registry, primaryRegistry].map(
+    (r) => [r, new Set(r.getMetricsAsArray().map((m) => m.name))] as const,
+  );
+  const unregister = () => {
+    for (const [r, before] of registered) {
+      for (const m of r.getMetricsAsArray()) if (!before.has(m.name)) r.removeSingleMetric(m.name);
+    }
+  };
 
   // The primary's side, wired as run-primary.ts wires it.
   const oneSup = new OneWorkerSupervisor();
@@ -370,6 +384,7 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
         server.closeAllConnections();
       }
       worker.io.close();
+      unregister();
       return code;
     })();
     return stopping;
