@@ -2,9 +2,10 @@ import net from "node:net";
 import { describe, expect, it } from "vitest";
 import { connectRegistered, emitAck, nextEvent } from "./support/client.js";
 import { signToken, TEST_API_KEY } from "./support/fixtures.js";
+import { useInProcessServer } from "./support/in-process.js";
 import { useServer } from "./support/server.js";
 
-const server = useServer({ workers: 2, env: { PUSH_BODY_LIMIT_BYTES: "65536" } });
+const server = useInProcessServer({ env: { PUSH_BODY_LIMIT_BYTES: "65536" } });
 
 async function expectError(res: Response, status: number, code: string) {
   expect(res.status).toBe(status);
@@ -305,11 +306,13 @@ describe("OpenAPI", () => {
   });
 });
 
+// The primary's answers, on a forked cluster.
 describe("health", () => {
+  const cluster = useServer({ workers: 2 });
   it("answers /health on both ports and /ready on the API port", async () => {
-    expect((await fetch(`${server.publicUrl}/health`)).status).toBe(200);
-    expect((await fetch(`${server.apiUrl}/health`)).status).toBe(200);
-    const ready = await fetch(`${server.apiUrl}/ready`);
+    expect((await fetch(`${cluster.publicUrl}/health`)).status).toBe(200);
+    expect((await fetch(`${cluster.apiUrl}/health`)).status).toBe(200);
+    const ready = await fetch(`${cluster.apiUrl}/ready`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ status: "ready", workers: { ready: 2, total: 2 } });
   });

@@ -1,17 +1,19 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { closeAllClients, connect, connectRegistered } from "./support/client.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { startInProcess } from "./support/in-process.js";
+import { startServer } from "./support/server.js";
 
 // Asymmetric keys and JWKS, verified inline (AUTH_VERIFY_MODE=auto) and in the
 // Piscina pool (AUTH_VERIFY_MODE=pool), plus issuer/audience checks.
 
-const servers: RunningServer[] = [];
-afterEach(() => closeAllClients());
-afterAll(async () => {
-  for (const s of servers) expect(await s.stop()).toBe(0);
+const servers: { stop(): Promise<unknown> }[] = [];
+// One server at a time in this process (metrics are per process): each test's stops after it.
+afterEach(async () => {
+  closeAllClients();
+  for (const s of servers.splice(0)) expect(await s.stop()).toBe(0);
 });
 
 async function keyPair(alg: "ES256" | "RS256" | "EdDSA") {
@@ -41,16 +43,18 @@ describe("public keys (PEM)", () => {
     it(`${alg} (${modes[alg]}): accepts a valid token, refuses one signed by another key`, async () => {
       const { publicKey, privateKey } = await keyPair(alg);
       const other = await keyPair(alg);
-      const server = await startServer({
-        workers: 1,
-        env: {
-          JWT_SECRET: undefined,
-          JWT_PUBLIC_KEY: await exportSPKI(publicKey),
-          JWT_ISSUER: "https://issuer.test",
-          JWT_AUDIENCE: "gateway",
-          AUTH_VERIFY_MODE: modes[alg],
-        },
-      });
+      const env = {
+        JWT_SECRET: undefined,
+        JWT_PUBLIC_KEY: await exportSPKI(publicKey),
+        JWT_ISSUER: "https://issuer.test",
+        JWT_AUDIENCE: "gateway",
+        AUTH_VERIFY_MODE: modes[alg],
+      };
+      // The Piscina pool loads its task from dist/: in a real worker process.
+      const server =
+        modes[alg] === "pool"
+          ? await startServer({ workers: 1, env })
+          : await startInProcess({ env });
       servers.push(server);
       const good = await sign(alg, privateKey, "pk-user", {
         iss: "https://issuer.test",
@@ -91,8 +95,7 @@ describe("JWKS", () => {
     await new Promise<void>((r) => jwks.listen(0, "127.0.0.1", r));
     try {
       const url = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/.well-known/jwks.json`;
-      const server = await startServer({
-        workers: 1,
+      const server = await startInProcess({
         env: { JWT_SECRET: undefined, JWT_JWKS_URL: url },
       });
       servers.push(server);

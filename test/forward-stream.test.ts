@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { closeAllClients, connectRegistered, emitAck } from "./support/client.js";
 import { FORWARDED_EVENT_FIELDS, signToken } from "./support/fixtures.js";
 import { type RedisServer, startRedis } from "./support/redis.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { startInProcess, type TestServer } from "./support/in-process.js";
 
 /**
  * FORWARD_TRANSPORT=redis-stream on a real 2-worker cluster and a real
@@ -17,7 +17,7 @@ const MAXLEN = 20;
 type Ack = { ok: true; data: unknown } | { ok: false; error: { code: string; message: string } };
 
 let redis: RedisServer;
-let server: RunningServer;
+let server: TestServer;
 let reader: Redis;
 
 beforeAll(async () => {
@@ -26,8 +26,7 @@ beforeAll(async () => {
   reader = new Redis(redis.url, { maxRetriesPerRequest: 1, lazyConnect: true });
   reader.on("error", () => {});
   await reader.connect();
-  server = await startServer({
-    workers: 2,
+  server = await startInProcess({
     env: {
       REDIS_URL: redis.url,
       FORWARD_TRANSPORT: "redis-stream",

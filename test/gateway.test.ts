@@ -1,10 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { connect, connectRegistered, emitAck, nextEvent } from "./support/client.js";
 import { signToken } from "./support/fixtures.js";
-import { useServer } from "./support/server.js";
+import { useInProcessServer } from "./support/in-process.js";
 
-const server = useServer({
-  workers: 2,
+const server = useInProcessServer({
   env: { REGISTER_TIMEOUT_MS: "1500", MAX_PAYLOAD_BYTES: "20000" },
 });
 

@@ -11,6 +11,7 @@ import {
   TEST_JWT_SECRET,
 } from "./support/fixtures.js";
 import { closeOpened, open, refused, until } from "./support/protection.js";
+import { useInProcessServer } from "./support/in-process.js";
 import { readBody, startServer, useServer } from "./support/server.js";
 
 // Issue 13's holes, each reproduced from outside against a real cluster: a
@@ -73,6 +74,7 @@ function stall(port: number, bytes: string): Promise<{ ms: number; answer: strin
   });
 }
 
+// The banners are the primary's: these two start the real server.
 describe("an operator's own JWT_SECRET, no NODE_ENV", () => {
   const server = useServer({
     workers: 1,
@@ -233,8 +235,7 @@ describe("DEMO=true, explicitly", () => {
 });
 
 describe("per-address admission from the first Engine.IO request", () => {
-  const server = useServer({
-    workers: 1,
+  const server = useInProcessServer({
     env: {
       RATE_CONNECTIONS_PER_IP_PER_MINUTE: "6",
       MAX_CONNECTIONS_PER_IP: "3",
@@ -279,8 +280,7 @@ describe("per-address admission from the first Engine.IO request", () => {
 });
 
 describe("TRUSTED_PROXIES", () => {
-  const server = useServer({
-    workers: 1,
+  const server = useInProcessServer({
     env: {
       TRUSTED_PROXIES: "127.0.0.2/32",
       IP_DENY_LIST: "198.51.100.9",
@@ -323,8 +323,7 @@ describe("TRUSTED_PROXIES", () => {
 });
 
 describe("CORS_ORIGINS and API_HOST", () => {
-  const server = useServer({
-    workers: 1,
+  const server = useInProcessServer({
     env: { CORS_ORIGINS: "https://good.example", API_HOST: "127.0.0.2" },
   });
   const upgrade = (sid: string, origin: string) =>

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createAdapter as createClusterAdapter } from "@socket.io/cluster-adapter";
-import { Server } from "socket.io";
+import { Server, type ServerOptions } from "socket.io";
 import type { Logger } from "pino";
 import type { Config } from "../shared/config.js";
 import { type ReplacedWorker, sidForSlot, type WorkerLoad } from "../shared/ipc.js";
@@ -38,6 +38,12 @@ export interface WorkerDeps {
   primary: WorkerChannel;
   /** The worker's last log lines, for the dashboard (worker-metrics.ts). */
   recentLogs: LogRing;
+  /**
+   * The Socket.IO adapter when there is no Redis; the cluster adapter (over
+   * `process.send`) by default. Tests that run a worker in their own process
+   * pass socket.io's in-memory one (test/support/in-process.ts).
+   */
+  adapter?: ServerOptions["adapter"];
 }
 
 export interface Worker {
@@ -94,7 +100,7 @@ export function createWorker(deps: WorkerDeps): Worker {
   enforceRequestTimeouts(publicServer, cfg.HTTP_REQUEST_TIMEOUT_MS);
 
   const io: GatewayServer = new Server(publicServer, {
-    adapter: multiHost?.adapter ?? createClusterAdapter(),
+    adapter: multiHost?.adapter ?? deps.adapter ?? createClusterAdapter(),
     maxHttpBufferSize: cfg.MAX_PAYLOAD_BYTES,
     pingInterval: cfg.PING_INTERVAL_MS,
     pingTimeout: cfg.PING_TIMEOUT_MS,

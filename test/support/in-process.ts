@@ -1,0 +1,432 @@
+import type { Worker as ClusterWorker } from "node:cluster";
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type net from "node:net";
+import { Adapter } from "socket.io-adapter";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
+import { createBalancer, type PortKind } from "../../src/primary/balancer.js";
+import { createDashboard } from "../../src/primary/dashboard/routes.js";
+import { attachDeliveryStores } from "../../src/primary/delivery-stores.js";
+import { createInternalHttp } from "../../src/primary/internal-http.js";
+import { createIpcHub } from "../../src/primary/ipc-hub.js";
+import { createMetricsAggregator } from "../../src/primary/metrics-aggregator.js";
+import { createQueryHub } from "../../src/primary/queries.js";
+import { keepRevocations } from "../../src/primary/revocation-keeper.js";
+import type { SlotState, Supervisor, SupervisorEvents } from "../../src/primary/supervisor.js";
+import { attachUserDirectory } from "../../src/primary/user-directory.js";
+import { loadConfig, withDevDefaults } from "../../src/shared/config.js";
+import {
+  isWorkerToPrimary,
+  type PrimaryMessage,
+  type PrimaryToWorker,
+  type WorkerToPrimary,
+} from "../../src/shared/ipc.js";
+import { createLogRing } from "../../src/shared/log-ring.js";
+import { initLogger, loggerOptionsFrom } from "../../src/shared/logger.js";
+import { primaryRegistry, registry } from "../../src/shared/metrics.js";
+import { resumeHandleReads } from "../../src/shared/node-internals.js";
+import { createWorker, type Worker } from "../../src/worker/create-worker.js";
+import { type ChannelPort, createWorkerChannel } from "../../src/worker/ipc-channel.js";
+import { closeAllClients } from "./client.js";
+import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./fixtures.js";
+import type { RunningServer } from "./server.js";
+
+/**
+ * The one-process integration layer: one worker (`createWorker`) in the test
+ * process, behind the primary's real modules (IPC hub, queries, user
+ * directory, delivery stores, revocations, and on the API port the balancer
+ * with /ready, /metrics and the dashboard) over an in-memory channel pair,
+ * on port 0. The public port is the worker's own server. What it cannot show
+ * is the cluster itself (several workers, forks, crashes, restarts, signals):
+ * those tests start the real server (`startServer` in server.ts).
+ *
+ * One per test file: metrics and the root logger are module singletons, and
+ * a test file has its process to itself (vitest's forks pool).
+ */
+
+/** What `startServer` returns, but the child process. */
+export type TestServer = Omit<RunningServer, "proc" | "stop"> & {
+  /** Stops as the primary would (drain, then the worker's ordered shutdown): the worker's exit code. */
+  stop(timeoutMs?: number): Promise<number>;
+  worker: Worker;
+};
+
+export interface InProcessOptions {
+  /** Environment-style configuration, as for `startServer` (WORKERS is 1: one worker). */
+  env?: Record<string, string | undefined>;
+  /** Do not fill in test secrets. */
+  bare?: boolean;
+}
+
+/**
+ * Two ends of a worker's channel in one process: each message is copied as
+ * IPC would (structured clone) and arrives on a later turn; a socket handed
+ * over travels as itself.
+ */
+function channelPair(toPrimary: (msg: WorkerToPrimary) => void) {
+  let open = true;
+  const port = Object.assign(new EventEmitter(), {
+    get connected() {
+      return open;
+    },
+    send(msg: unknown) {
+      if (!open) return false;
+      const copy = structuredClone(msg);
+      setImmediate(() => {
+        if (isWorkerToPrimary(copy)) toPrimary(copy);
+      });
+      return true;
+    },
+  });
+  return {
+    port: port as ChannelPort & EventEmitter,
+    get open() {
+      return open;
+    },
+    toWorker(msg: PrimaryToWorker, handle?: net.Socket): boolean {
+      if (!open) return false;
+      const copy = structuredClone(msg);
+      setImmediate(() => {
+        // In a cluster the worker gets a fresh handle; here it is the balancer's,
+        // whose reads it stopped: they start again in this same turn.
+        if (handle) resumeHandleReads(handle);
+        port.emit("message", copy, handle);
+      });
+      return true;
+    },
+    close() {
+      open = false;
+      port.emit("disconnect");
+    },
+  };
+}
+
+/** The supervisor's side for one worker that is not a child process: its slot, messages and exit. */
+class OneWorkerSupervisor extends EventEmitter<SupervisorEvents> {
+  readonly slots: SlotState[];
+  readonly replaced = [];
+  readonly restarting = false;
+  readonly worker: ClusterWorker;
+  private readonly channel: ReturnType<typeof channelPair>;
+
+  constructor() {
+    super();
+    this.channel = channelPair((msg) => this.fromWorker(msg));
+    const isConnected = () => this.channel.open;
+    this.worker = {
+      process: { pid: process.pid },
+      isConnected,
+      isDead: () => !isConnected(),
+    } as unknown as ClusterWorker;
+    this.slots = [
+      {
+        slot: 0,
+        worker: this.worker,
+        ready: false,
+        load: undefined,
+        startedAt: Date.now(),
+        crashes: 0,
+        restarts: 0,
+        restartTimer: undefined,
+        hung: false,
+      },
+    ];
+  }
+
+  get port(): ChannelPort {
+    return this.channel.port;
+  }
+
+  private fromWorker(msg: WorkerToPrimary): void {
+    const s = this.slots[0]!;
+    if (s.worker !== this.worker) return;
+    if (msg.t === "ss:ready") {
+      s.ready = true;
+      this.emit("ready", 0);
+      this.emit("all-ready");
+    } else if (msg.t === "ss:load") {
+      s.load = msg.load;
+    }
+    this.emit("message", 0, msg, this.worker);
+  }
+
+  send(slot: number, msg: PrimaryToWorker, handle?: net.Socket): boolean {
+    if (slot !== 0 || this.slots[0]!.worker !== this.worker) return false;
+    return this.channel.toWorker(msg, handle);
+  }
+
+  broadcast(msg: PrimaryToWorker): void {
+    this.send(0, msg);
+  }
+
+  readySlots(): number[] {
+    const s = this.slots[0]!;
+    return s.ready && this.channel.open ? [0] : [];
+  }
+
+  eligibleSlots(): number[] {
+    return this.readySlots();
+  }
+
+  liveSlots(): Set<number> {
+    return new Set(this.channel.open ? [0] : []);
+  }
+
+  /** The worker has stopped: what the cluster's `exit` event does. */
+  exited(code: number): void {
+    const s = this.slots[0]!;
+    this.channel.close();
+    s.worker = undefined;
+    s.ready = false;
+    s.load = undefined;
+    this.emit("exit", 0, code, null, this.worker);
+  }
+}
+
+/** Starts one worker in this process behind the primary's modules; both ports on 127.0.0.1, port 0. */
+export async function startInProcess(opts: InProcessOptions = {}): Promise<TestServer> {
+  const env: Record<string, string | undefined> = {
+    NODE_ENV: "test",
+    PORT: "0",
+    API_PORT: "0",
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "warn",
+    // As startServer: other test files run at the same time on this machine.
+    MAX_EVENT_LOOP_LAG_MS: "5000",
+    ...(opts.bare
+      ? {}
+      : {
+          JWT_SECRET: TEST_JWT_SECRET,
+          API_KEYS: TEST_API_KEY,
+          DASHBOARD_TOKEN: TEST_DASHBOARD_TOKEN,
+        }),
+    ...opts.env,
+    WORKERS: "1",
+  };
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  // As main.ts: the primary fills in dev defaults (a generated JWT secret…), the worker reads them.
+  const cfg = loadConfig(withDevDefaults(env, (n) => randomBytes(n).toString("base64url")).env);
+
+  let out = "";
+  const waiters: { re: RegExp; resolve: (m: string) => void }[] = [];
+  const recentLogs = createLogRing();
+  const root = initLogger(
+    loggerOptionsFrom(cfg, {}, (line) => {
+      recentLogs.push(line);
+      out += line.endsWith("\n") ? line : `${line}\n`;
+      for (const w of [...waiters]) {
+        const m = w.re.exec(out);
+        if (m) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(m[0]);
+        }
+      }
+    }),
+  );
+  const primaryLog = root.child({ role: "primary" });
+  // Each process registers its process metrics once; a later server in this
+  // process (a test file may start several, one after the other) does again.
+  const registered = [registry, primaryRegistry].map(
+    (r) => [r, new Set(r.getMetricsAsArray().map((m) => m.name))] as const,
+  );
+  const unregister = () => {
+    for (const [r, before] of registered) {
+      for (const m of r.getMetricsAsArray()) if (!before.has(m.name)) r.removeSingleMetric(m.name);
+    }
+  };
+
+  // The primary's side, wired as run-primary.ts wires it.
+  const oneSup = new OneWorkerSupervisor();
+  const sup = oneSup as unknown as Supervisor;
+  const ipc = createIpcHub(sup);
+  const hub = createQueryHub({ ipc, sup });
+  attachUserDirectory({ ipc, sup });
+  keepRevocations({ ipc, sup, log: primaryLog });
+  const deliveryStores = attachDeliveryStores({ ipc, sup, cfg, log: primaryLog });
+  let draining = false;
+  let listening = false;
+  let boundPorts: { publicPort?: number; apiPort?: number } = {};
+  const readiness = () => {
+    const ready = sup.readySlots().length;
+    const reasons: string[] = [];
+    if (draining) reasons.push("draining");
+    if (!listening) reasons.push("starting");
+    if (ready < cfg.WORKERS) reasons.push(`${ready} of ${cfg.WORKERS} workers ready`);
+    if (sup.slots.some((s) => s.load?.redis === "down")) reasons.push("redis unreachable");
+    return {
+      ready: reasons.length === 0,
+      reasons,
+      details: { workers: { ready, total: cfg.WORKERS } },
+    };
+  };
+  const internal = createInternalHttp({
+    log: primaryLog,
+    readiness,
+    requestTimeoutMs: cfg.HTTP_REQUEST_TIMEOUT_MS,
+  });
+  const metricsAggregator = createMetricsAggregator({
+    hub,
+    ipc,
+    sup,
+    timeoutMs: cfg.QUERY_TIMEOUT_MS,
+    log: primaryLog,
+  });
+  internal.route("/metrics", metricsAggregator.handle);
+  const dashboard = createDashboard({
+    token: cfg.dashboardToken,
+    cfg,
+    hub,
+    sup,
+    log: primaryLog,
+    primaryLogs: recentLogs,
+    queryTimeoutMs: cfg.QUERY_TIMEOUT_MS,
+  });
+  internal.route("/dashboard", dashboard.handle);
+  let pushedReasons = "";
+  const pushState = () => {
+    const r = readiness();
+    pushedReasons = r.reasons.join("\n");
+    const state: PrimaryMessage = {
+      t: "ss:state",
+      ready: r.ready,
+      draining,
+      workers: cfg.WORKERS,
+      reasons: r.reasons,
+      readyWorkers: sup.readySlots().length,
+      ...boundPorts,
+      replaced: sup.replaced,
+    };
+    ipc.broadcast(state);
+  };
+  sup.on("ready", pushState);
+  ipc.on("ss:load", () => {
+    if (readiness().reasons.join("\n") !== pushedReasons) pushState();
+  });
+  const balancer = createBalancer({
+    log: primaryLog,
+    eligibleSlots: () => (draining ? [] : sup.eligibleSlots()),
+    liveSlots: () => sup.liveSlots(),
+    handOff: (slot, port: PortKind, socket, head) =>
+      sup.send(slot, { t: "ss:conn", port, head: head.toString("latin1") }, socket),
+    serveLocally: (socket, head) => internal.serve(socket, head),
+    isPrimaryPath: (port, method, path) =>
+      (method === "GET" &&
+        (path === "/health" ||
+          (port === "api" && (path === "/ready" || (path !== "/" && internal.handles(path)))))) ||
+      (port === "api" && method === "POST" && path.startsWith("/dashboard/")),
+    headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
+  });
+
+  // The worker's side, as run-worker.ts builds it, with the in-memory adapter
+  // (the cluster adapter talks to the primary over `process.send`).
+  const worker = createWorker({
+    cfg,
+    log: root.child({ role: "worker", worker: 0 }),
+    slot: 0,
+    primary: createWorkerChannel(oneSup.port),
+    recentLogs,
+    adapter: Adapter,
+  });
+  await Promise.race([worker.start(), worker.stopped]);
+  const ready = sup.slots[0]!.ready
+    ? Promise.resolve()
+    : new Promise<void>((resolve) => sup.once("ready", () => resolve()));
+  await ready;
+  // The public port is the worker's own: routing sessions between workers
+  // is the cluster's subject (cluster.test.ts, balancer.test.ts).
+  const publicPort = await new Promise<number>((resolve, reject) => {
+    worker.publicServer.once("error", reject);
+    worker.publicServer.listen(cfg.PORT, cfg.HOST, () => {
+      const addr = worker.publicServer.address();
+      resolve(typeof addr === "object" && addr ? addr.port : cfg.PORT);
+    });
+  });
+  const apiPort = await balancer.listen("api", cfg.API_PORT, cfg.API_HOST ?? cfg.HOST);
+  listening = true;
+  boundPorts = { publicPort, apiPort };
+  pushState();
+  out += `${JSON.stringify({ msg: "ports", publicPort, apiPort })}\n`;
+
+  const waitForOutput = (re: RegExp, timeoutMs = 15_000) =>
+    new Promise<string>((resolve, reject) => {
+      const m = re.exec(out);
+      if (m) return resolve(m[0]);
+      const timer = setTimeout(
+        () => reject(new Error(`timed out waiting for ${re}; output:\n${out.slice(-3000)}`)),
+        timeoutMs,
+      );
+      waiters.push({
+        re,
+        resolve: (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
+      });
+    });
+
+  let stopping: Promise<number> | undefined;
+  const stop = (timeoutMs = 15_000): Promise<number> => {
+    stopping ??= (async () => {
+      // As the primary's shutdown: not ready, then the worker drains and stops.
+      draining = true;
+      pushState();
+      dashboard.close();
+      metricsAggregator.stop();
+      const deadline = Math.min(timeoutMs, cfg.SHUTDOWN_TIMEOUT_MS);
+      sup.send(0, { t: "ss:shutdown", timeoutMs: deadline });
+      const code = await worker.stopped;
+      oneSup.exited(code);
+      await balancer.close();
+      deliveryStores.close();
+      // A worker process would exit here: what it still holds is closed.
+      for (const server of [worker.publicServer, worker.apiServer, internal.server]) {
+        server.close();
+        server.closeAllConnections();
+      }
+      worker.io.close();
+      unregister();
+      return code;
+    })();
+    return stopping;
+  };
+
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  return {
+    worker,
+    publicPort,
+    apiPort,
+    publicUrl: `http://127.0.0.1:${publicPort}`,
+    apiUrl,
+    output: () => out,
+    waitForOutput,
+    api: (method, path, body, headers = {}) =>
+      fetch(`${apiUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${TEST_API_KEY}`,
+          ...(body !== undefined ? { "content-type": "application/json" } : {}),
+          ...headers,
+        },
+        ...(body !== undefined
+          ? { body: typeof body === "string" ? body : JSON.stringify(body) }
+          : {}),
+      }),
+    stop,
+  };
+}
+
+/**
+ * `useServer` for the one-process layer: started in beforeAll, stopped in
+ * afterAll (it must stop cleanly: 0), clients a test opened closed after each test.
+ */
+export function useInProcessServer(opts: InProcessOptions = {}): TestServer {
+  const server = {} as TestServer;
+  beforeAll(async () => {
+    Object.assign(server, await startInProcess(opts));
+  });
+  afterAll(async () => {
+    expect(await server.stop()).toBe(0);
+  });
+  afterEach(() => closeAllClients());
+  return server;
+}
