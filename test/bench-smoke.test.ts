@@ -13,7 +13,7 @@ const SMOKE = fileURLToPath(new URL("../bench/smoke.mjs", import.meta.url));
 describe("bench smoke", () => {
   it("every bench runs with tiny settings and prints its table", async () => {
     const child = spawn(process.execPath, [SMOKE], {
-      env: { ...process.env, BENCH_SMOKE_QUIET: "1" },
+      env: { ...process.env, BENCH_SMOKE_QUIET: "1", BENCH_SMOKE_PARALLEL: "3" },
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
     });
