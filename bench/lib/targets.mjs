@@ -42,7 +42,17 @@ export const TARGETS = {
     script: process.env.BENCH_SOCKET_SERVER_MAIN || join(ROOT, "dist", "main.js"),
     /** Which processes' event loops serve the sockets. */
     serverRole: "worker",
-    env: (o) => ({ ...SOCKET_SERVER_BENCH_ENV, WORKERS: String(o.workers) }),
+    env: (o) => ({
+      ...SOCKET_SERVER_BENCH_ENV,
+      WORKERS: String(o.workers),
+      // BENCH_SOCKET_SERVER_ENV="K=V,K2=V2": settings for socket-server only, to compare two.
+      ...Object.fromEntries(
+        (process.env.BENCH_SOCKET_SERVER_ENV ?? "")
+          .split(",")
+          .filter(Boolean)
+          .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+      ),
+    }),
   },
   single: {
     script: join(ROOT, "bench", "baselines", "single.mjs"),

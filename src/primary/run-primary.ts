@@ -42,7 +42,10 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   }
 
   // "advanced" serialization carries Buffers (binary payloads) between processes.
-  cluster.setupPrimary({ serialization: "advanced" });
+  cluster.setupPrimary({
+    serialization: "advanced",
+    execArgv: workerExecArgv(process.execArgv, cfg.WORKER_SEMI_SPACE_MB),
+  });
   setupClusterAdapterPrimary();
 
   const sup = new Supervisor({
@@ -269,4 +272,17 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       "  demo page and /demo/token: off (they run only when the server generates its own JWT secret, or with DEMO=true)\n",
     );
   }
+}
+
+/**
+ * The workers' node flags: the primary's, plus a small young generation
+ * (WORKER_SEMI_SPACE_MB) unless a `--max-semi-space-size` is given already
+ * (NODE_OPTIONS reaches the workers through their environment and wins).
+ */
+export function workerExecArgv(primaryArgs: readonly string[], semiSpaceMb: number): string[] {
+  const given =
+    primaryArgs.some((a) => a.startsWith("--max-semi-space-size")) ||
+    (process.env["NODE_OPTIONS"] ?? "").includes("--max-semi-space-size");
+  if (semiSpaceMb === 0 || given) return [...primaryArgs];
+  return [...primaryArgs, `--max-semi-space-size=${semiSpaceMb}`];
 }
