@@ -144,6 +144,11 @@ async function main() {
           `refused ${r.refused} of ${r.pushes}, missed ${r.missed}, p99 ${r.p99Ms.toFixed(0)} ms, ` +
           `pushes sent and answered in ${r.sendSeconds.toFixed(1)} s\n`,
       );
+      // Refusals or dropped clients: what the target said about it.
+      if (r.refused > 0 || r.clientsAlive < state.clients) {
+        const said = target.output().trim().split("\n").slice(-8).join("\n    ");
+        process.stdout.write(`  target's last log lines:\n    ${said || "(none)"}\n`);
+      }
       await sleep(1000);
     }
   };
