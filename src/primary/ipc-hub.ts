@@ -1,4 +1,5 @@
 import type { Worker } from "node:cluster";
+import type { Socket } from "node:net";
 import {
   PRIMARY_CALLS,
   type PrimaryCalls,
@@ -38,7 +39,8 @@ export interface IpcHub {
   /** Messages of this tag from any worker (several handlers may watch one tag). */
   on<T extends Watched["t"]>(
     tag: T,
-    handler: (slot: number, msg: MessageOf<T>) => void,
+    /** `handle`: the socket an `ss:relay` carries. */
+    handler: (slot: number, msg: MessageOf<T>, handle: Socket | undefined) => void,
   ): () => void;
   /** Answers the workers' requests of this tag (one handler per tag). */
   answer<K extends keyof WorkerCalls>(tag: K, handler: Answer<K>): () => void;
@@ -57,7 +59,7 @@ export interface IpcHub {
 const REPLY_TAGS: ReadonlySet<string> = new Set(Object.values(PRIMARY_CALLS));
 
 export function createIpcHub(sup: Supervisor): IpcHub {
-  const dispatcher = createDispatch<number>({
+  const dispatcher = createDispatch<{ slot: number; handle: Socket | undefined }>({
     replyTags: REPLY_TAGS,
     calls: WORKER_CALLS,
     side: "the primary",
@@ -79,10 +81,10 @@ export function createIpcHub(sup: Supervisor): IpcHub {
     return client;
   };
 
-  sup.on("message", (slot, msg: WorkerToPrimary, worker) => {
+  sup.on("message", (slot, msg: WorkerToPrimary, worker, handle) => {
     dispatcher.dispatch(
       msg,
-      slot,
+      { slot, handle },
       (reply) => clients.get(worker)?.settle(reply),
       // To the worker that asked: not to a replacement in its slot.
       (reply) => {
@@ -97,10 +99,12 @@ export function createIpcHub(sup: Supervisor): IpcHub {
 
   return {
     on: (tag, handler) =>
-      dispatcher.watch(tag, (msg: MessageOf<typeof tag>, slot: number) => handler(slot, msg)),
+      dispatcher.watch(tag, (msg: MessageOf<typeof tag>, ctx) =>
+        handler(ctx.slot, msg, ctx.handle),
+      ),
     answer: (tag, handler) =>
-      dispatcher.answer(tag, (msg: WorkerCalls[typeof tag]["request"], slot: number) =>
-        handler(slot, msg),
+      dispatcher.answer(tag, (msg: WorkerCalls[typeof tag]["request"], ctx) =>
+        handler(ctx.slot, msg),
       ),
     call(slot, tag, request, timeoutMs) {
       const client = clientOf(slot);

@@ -5,6 +5,7 @@ import type { PrimaryMessage } from "../shared/ipc.js";
 import { createLogRing } from "../shared/log-ring.js";
 import { primaryMetrics } from "../shared/metrics.js";
 import { initLogger, loggerOptionsFrom } from "../shared/logger.js";
+import { isPrimaryPath } from "../shared/front-door.js";
 import { createBalancer, type PortKind } from "./balancer.js";
 import { createDashboard } from "./dashboard/routes.js";
 import { attachDeliveryStores } from "./delivery-stores.js";
@@ -12,6 +13,7 @@ import { createHandoff } from "./handoff.js";
 import { createHeartbeat } from "./heartbeat.js";
 import { createInternalHttp } from "./internal-http.js";
 import { createIpcHub } from "./ipc-hub.js";
+import { createListeners } from "./listeners.js";
 import { createMetricsAggregator } from "./metrics-aggregator.js";
 import { createQueryHub } from "./queries.js";
 import { attachUserDirectory } from "./user-directory.js";
@@ -25,9 +27,11 @@ export interface PrimaryContext {
 }
 
 /**
- * The primary: forks and supervises workers, owns both listeners (handing
- * every connection to a worker), merges cluster-wide queries, and answers
- * health and readiness itself. It never handles a Socket.IO socket.
+ * The primary: forks and supervises workers, decides the ports (the workers
+ * accept connections themselves: listeners.ts), routes the connections a
+ * worker relays (another worker's session, the primary's own paths), merges
+ * cluster-wide queries, and answers health and readiness itself. It never
+ * handles a Socket.IO socket.
  */
 export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promise<void> {
   const recentLogs = createLogRing();
@@ -134,12 +138,14 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     timeoutMs: cfg.WORKER_HANG_TIMEOUT_MS,
     ping: (slot, seq) => ipc.send(slot, { t: "ss:ping", seq }),
     onHung: (slot, silentMs) => {
+      const workerPid = sup.slots[slot]?.worker?.process.pid;
+      // Killed first: until it is gone, the kernel gives its listeners new connections.
+      sup.replaceHung(slot, silentMs);
       log.error(
-        { worker: slot, workerPid: sup.slots[slot]?.worker?.process.pid, silentMs },
+        { worker: slot, workerPid, silentMs },
         "worker stopped answering the heartbeat; taking it out of rotation and replacing it",
       );
       primaryMetrics.workersReplaced.inc({ reason: "hung" });
-      sup.replaceHung(slot, silentMs);
       pushState();
     },
   });
@@ -173,14 +179,22 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     liveSlots: () => sup.liveSlots(),
     handOff: (slot, port: PortKind, socket, head) => handoff.send(slot, port, socket, head),
     serveLocally: (socket, head) => internal.serve(socket, head),
-    isPrimaryPath: (port, method, path) =>
-      (method === "GET" &&
-        (path === "/health" ||
-          (port === "api" && (path === "/ready" || (path !== "/" && internal.handles(path)))))) ||
-      // The dashboard's login and logout forms.
-      (port === "api" && method === "POST" && path.startsWith("/dashboard/")),
+    isPrimaryPath,
     // Until the request line: a connection that sends nothing is not kept longer than a stalled one.
     headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
+  });
+  // Connections a worker accepted but does not serve: another worker's session, the primary's paths.
+  ipc.on("ss:relay", (_slot, msg, socket) => {
+    if (socket) balancer.accept(msg.port, socket, Buffer.from(msg.head, "latin1"));
+  });
+  const listeners = createListeners({
+    sup,
+    ipc,
+    balancer,
+    log,
+    ports: { public: cfg.PORT, api: cfg.API_PORT },
+    hosts: { public: cfg.HOST, api: cfg.API_HOST ?? cfg.HOST },
+    listenTimeoutMs: 5_000,
   });
 
   // Signals are handled from before the first fork: a SIGTERM during start
@@ -192,11 +206,13 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       log.info({ reason }, "shutting down");
       draining = true;
       pushState();
-      // The listeners stay open until the workers are gone, only to answer:
-      // /ready says 503 "draining" at once, and everything else gets 503 with
-      // Retry-After (no worker is eligible while draining), so a load balancer
-      // sees "not ready" rather than refused connections. Sessions already on
-      // a worker still reach it while it drains.
+      // The primary listens again until the workers are gone, only to
+      // answer: /ready says 503 "draining" at once, and everything else gets
+      // 503 with Retry-After (no worker is eligible while draining), so a
+      // load balancer sees "not ready" rather than refused connections.
+      // Sessions already on a worker still reach it while it drains. Opened
+      // before the workers close theirs (on ss:shutdown).
+      await listeners.drain();
       dashboard.close();
       heartbeat.stop();
       metricsAggregator.stop();
@@ -234,9 +250,8 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   sup.start();
   await allReady;
   // Listen only once every worker is ready: a connection handed to a worker
-  // that is still loading would be lost.
-  const publicPort = await balancer.listen("public", cfg.PORT, cfg.HOST);
-  const apiPort = await balancer.listen("api", cfg.API_PORT, cfg.API_HOST ?? cfg.HOST);
+  // that is still loading would be lost. A worker listens itself only once ready.
+  const { publicPort, apiPort } = await listeners.start();
   listening = true;
   boundPorts = { publicPort, apiPort };
   pushState();
@@ -244,7 +259,10 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   const shownHost = (h: string) => (h === "0.0.0.0" || h === "::" ? "localhost" : h);
   const shown = shownHost(cfg.HOST);
   const shownApi = shownHost(cfg.API_HOST ?? cfg.HOST);
-  log.info({ publicPort, apiPort, workers: cfg.WORKERS }, "listening");
+  log.info(
+    { publicPort, apiPort, workers: cfg.WORKERS, workersListening: listeners.workersListening },
+    "listening",
+  );
   // A machine-readable line for tests and scripts that start us on port 0.
   process.stdout.write(`${JSON.stringify({ msg: "ports", publicPort, apiPort })}\n`);
   if (cfg.demo) {

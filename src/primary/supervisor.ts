@@ -1,5 +1,6 @@
 import cluster, { type Worker } from "node:cluster";
 import { EventEmitter } from "node:events";
+import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import type {
   PrimaryToWorker,
@@ -43,7 +44,10 @@ export interface SupervisorOptions {
 }
 
 export interface SupervisorEvents {
-  message: [slot: number, msg: WorkerToPrimary, worker: Worker];
+  /** `handle`: the socket an `ss:relay` carries. */
+  message: [slot: number, msg: WorkerToPrimary, worker: Worker, handle: Socket | undefined];
+  /** The slot's worker is asked to stop (rolling restart, hung): it closes its listeners. */
+  retiring: [slot: number];
   ready: [slot: number];
   exit: [slot: number, code: number | null, signal: string | null, worker: Worker];
   "all-ready": [];
@@ -90,8 +94,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     s.hung = false;
     s.load = undefined;
     s.startedAt = Date.now();
-    worker.on("message", (msg: unknown) => {
-      if (!isWorkerToPrimary(msg)) return;
+    worker.on("message", (msg: unknown, handle?: unknown) => {
+      if (!isWorkerToPrimary(msg)) {
+        // A handle nobody will route would stay open.
+        (handle as Socket | undefined)?.destroy?.();
+        return;
+      }
       if (msg.t === "ss:ready") {
         s.ready = true;
         this.emit("ready", s.slot);
@@ -103,7 +111,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         s.load = msg.load;
       }
       // To the primary's IPC hub (src/primary/ipc-hub.ts), its one listener.
-      this.emit("message", s.slot, msg, worker);
+      this.emit("message", s.slot, msg, worker, handle as Socket | undefined);
     });
     worker.on("error", (err) => this.opts.log.warn({ err, slot: s.slot }, "worker channel error"));
     worker.on("exit", (code, signal) => this.onExit(s, worker, code, signal));
@@ -153,12 +161,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /**
    * The worker in `slot` stopped answering the heartbeat (a blocked event
-   * loop, a stopped process): from now on it gets no new connections and no
-   * request of a session it owns (it is not live), it is asked to stop, and
-   * killed after `graceMs` (a stopped or blocked process cannot act on
-   * SIGTERM); its exit forks a replacement at once.
+   * loop, a stopped process): it gets no request of a session it owns (it is
+   * not live) and is killed at once; its exit forks a replacement at once.
+   * SIGKILL, not SIGTERM with a grace: the worker accepts connections on its
+   * own listening sockets (SO_REUSEPORT), and the kernel keeps giving it its
+   * share of new ones until the process is gone; a stopped or blocked
+   * process could not act on SIGTERM anyway.
    */
-  replaceHung(slot: number, silentMs: number, graceMs = 1_000): void {
+  replaceHung(slot: number, silentMs: number): void {
     const s = this.slots[slot];
     const worker = s?.worker;
     if (!s || !worker || s.hung || this.stopping) return;
@@ -173,12 +183,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       at: new Date().toISOString(),
     });
     if (this.replaced.length > 20) this.replaced.shift();
-    worker.process.kill("SIGTERM");
-    const kill = setTimeout(() => worker.process.kill("SIGKILL"), graceMs);
-    worker.once("exit", () => clearTimeout(kill));
+    this.emit("retiring", slot);
+    worker.process.kill("SIGKILL");
   }
 
-  send(slot: number, msg: PrimaryToWorker, handle?: import("node:net").Socket): boolean {
+  send(slot: number, msg: PrimaryToWorker, handle?: Socket): boolean {
     const w = this.slots[slot]?.worker;
     if (!w?.isConnected()) return false;
     try {
@@ -252,6 +261,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         this.retiring.add(old);
         // Not ready from now: new sessions go to the other workers.
         s.ready = false;
+        this.emit("retiring", s.slot);
         const kill = setTimeout(() => old.process.kill("SIGKILL"), drainTimeoutMs + 1_000);
         old.once("exit", () => clearTimeout(kill));
         try {

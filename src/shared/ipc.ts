@@ -101,6 +101,12 @@ export interface PrimaryCalls {
    * (src/primary/revocation-keeper.ts); answered with how many were new to it.
    */
   "ss:revocations": Call<{ entries: RevocationEntry[] }, "ss:revocations-ok", { added: number }>;
+  /**
+   * Accept connections on both ports (SO_REUSEPORT beside the other
+   * workers: src/worker/front-door.ts); answered once both listen. Sent to
+   * a worker once it is ready and the primary knows the port numbers.
+   */
+  "ss:listen": Call<{ publicPort: number; apiPort: number }, "ss:listening", null>;
 }
 
 interface Call<Request extends object, Reply extends string, Result> extends CallSpec {
@@ -119,6 +125,7 @@ export const WORKER_CALLS: { readonly [K in keyof WorkerCalls]: WorkerCalls[K]["
 export const PRIMARY_CALLS: { readonly [K in keyof PrimaryCalls]: PrimaryCalls[K]["reply"] } = {
   "ss:local-query": "ss:local-result",
   "ss:revocations": "ss:revocations-ok",
+  "ss:listen": "ss:listening",
 };
 
 /** A worker that stopped answering the heartbeat and was killed and replaced. */
@@ -143,7 +150,13 @@ export type WorkerMessage =
   /** `POST /api/admin/restart-workers`. */
   | { t: "ss:restart-workers" }
   /** Answer to the primary's heartbeat, sent from the worker's event loop. */
-  | { t: "ss:pong"; seq: number };
+  | { t: "ss:pong"; seq: number }
+  /**
+   * A connection this worker accepted that is not its own to serve (a
+   * primary path, or a session another worker owns); the socket travels as
+   * the message's handle, `head` is every byte read from it (latin1).
+   */
+  | { t: "ss:relay"; port: "public" | "api"; head: string };
 
 /** Primary → worker, one way. */
 export type PrimaryMessage =
@@ -186,6 +199,7 @@ const WORKER_MESSAGES: Record<WorkerMessage["t"], true> = {
   "ss:revocation-learned": true,
   "ss:restart-workers": true,
   "ss:pong": true,
+  "ss:relay": true,
 };
 const PRIMARY_MESSAGES: Record<PrimaryMessage["t"], true> = {
   "ss:conn": true,
@@ -296,7 +310,7 @@ export type StoreResult = StoreResults[StoreOp["op"]];
 
 /**
  * Engine.IO session ids carry the slot of the worker that owns them
- * (`<slot>_<random>`), so the primary routes every request of a session
+ * (`<slot>_<random>`), so whoever accepts a request of a session routes it
  * without a table to keep in sync and without a race on fresh sessions.
  */
 export function sidForSlot(slot: number, random: string): string {

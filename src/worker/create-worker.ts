@@ -16,6 +16,7 @@ import { createDemo } from "./http/demo.js";
 import { createForwarder } from "./forward/create-forwarder.js";
 import { createLifecycleHooks } from "./forward/lifecycle-hooks.js";
 import { createDirectPush } from "./push/direct-push.js";
+import { createFrontDoor } from "./front-door.js";
 import { attachGateway, type GatewayServer } from "./gateway/gateway.js";
 import type { WorkerChannel } from "./ipc-channel.js";
 import { createLocalQueries } from "./local-queries.js";
@@ -41,9 +42,9 @@ export interface WorkerDeps {
 }
 
 export interface Worker {
-  /** Answers the public port's connections, which the primary hands over. */
+  /** Answers the public port's connections (its own front door's, or handed over by the primary). */
   publicServer: http.Server;
-  /** Answers the API port's connections, which the primary hands over. */
+  /** Answers the API port's connections (its own front door's, or handed over by the primary). */
   apiServer: http.Server;
   io: GatewayServer;
   /** Waits (briefly) for Redis and the stores, then tells the primary this worker is ready. */
@@ -59,10 +60,12 @@ export interface Worker {
 }
 
 /**
- * A worker: one Socket.IO server on connections the primary hands over
- * (public port) and the backend API on the others (API port). It never
- * listens on a port itself, and never touches the process (signals, exit:
- * run-worker.ts).
+ * A worker: one Socket.IO server on the public port's connections and the
+ * backend API on the API port's. It accepts them itself once the primary
+ * says so (`ss:listen`, after this worker is ready: front-door.ts), and
+ * takes those the primary hands over (`ss:conn`: sessions this worker owns
+ * that reached another process). It never touches the process (signals,
+ * exit: run-worker.ts).
  */
 export function createWorker(deps: WorkerDeps): Worker {
   const { cfg, log, slot, primary, recentLogs } = deps;
@@ -108,9 +111,9 @@ export function createWorker(deps: WorkerDeps): Worker {
     // Per-address admission from the first Engine.IO request (protection/admission.ts).
     allowRequest: (req, callback) => protection.allowRequest(req, callback),
   });
-  // Every public-port response closes its connection: the primary routed
-  // this TCP connection by the first request's sid, and a browser may reuse
-  // a keep-alive connection for another tab's session (sticky's flaw).
+  // Every public-port response closes its connection: this TCP connection was
+  // routed by its first request's sid, and a browser may reuse a keep-alive
+  // connection for another tab's session (sticky's flaw).
   // Added after `new Server()`, which replaces the request listeners it finds.
   publicServer.prependListener("request", (_req, res: http.ServerResponse) => {
     res.shouldKeepAlive = false;
@@ -244,6 +247,18 @@ export function createWorker(deps: WorkerDeps): Worker {
   }, 1_000);
   loadTimer.unref();
 
+  const frontDoor = createFrontDoor({
+    log,
+    slot,
+    servers: { public: publicServer, api: apiServer },
+    relay: (port, socket, head) =>
+      primary.send({ t: "ss:relay", port, head: head.toString("latin1") }, socket),
+    shedding: overloaded,
+    host: cfg.HOST,
+    apiHost: cfg.API_HOST ?? cfg.HOST,
+    headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
+  });
+
   const shutdown = (timeoutMs: number): Promise<number> => {
     if (!shuttingDown) void stop(timeoutMs);
     return stopped;
@@ -256,6 +271,9 @@ export function createWorker(deps: WorkerDeps): Worker {
       settle(1);
     }, timeoutMs);
     log.info("worker shutting down");
+    // First, no new connections: the kernel gives them to the other workers
+    // (or to the primary, which listens again while the host drains).
+    frontDoor.close();
     // From here new handshakes and API requests are refused (protection).
     // Forwards and API requests in flight (pushes waiting for client acks)
     // finish while their clients are still connected; then the clients are
@@ -285,6 +303,12 @@ export function createWorker(deps: WorkerDeps): Worker {
     server.emit("connection", handle);
     handle.emit("data", Buffer.from(msg.head, "latin1"));
     handle.resume();
+  });
+  primary.answer("ss:listen", async ({ publicPort, apiPort }) => {
+    if (shuttingDown) throw new Error("the worker is stopping");
+    await frontDoor.listen({ publicPort, apiPort });
+    log.debug({ publicPort, apiPort }, "accepting connections");
+    return null;
   });
   primary.answer("ss:local-query", ({ q }) => answer(q));
   primary.on("ss:state", (msg) => {

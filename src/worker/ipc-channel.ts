@@ -32,8 +32,12 @@ export interface WorkerChannel {
   ): () => void;
   /** Answers the primary's requests of this tag (one handler per tag). */
   answer<K extends keyof PrimaryCalls>(tag: K, handler: Answer<K>): () => void;
-  /** A one-way message to the primary; false when the channel is closed. */
-  send(msg: WorkerMessage): boolean;
+  /**
+   * A one-way message to the primary; false when the channel is closed. A
+   * socket given as `handle` travels with it (`ss:relay`); it is destroyed
+   * if the send fails later, and closed here once the primary has it.
+   */
+  send(msg: WorkerMessage, handle?: net.Socket): boolean;
   /** A request to the primary; rejects with an RpcError on timeout or when the channel closes. */
   call<K extends keyof WorkerCalls>(
     tag: K,
@@ -48,7 +52,12 @@ export interface WorkerChannel {
 /** What the channel needs of `process` (a worker's; tests pass an EventEmitter). */
 export interface ChannelPort {
   readonly connected: boolean;
-  send?(msg: unknown): boolean;
+  send?(
+    msg: unknown,
+    handle?: net.Socket,
+    options?: object,
+    cb?: (err: Error | null) => void,
+  ): boolean;
   on(event: "message", listener: (msg: unknown, handle?: net.Socket) => void): unknown;
   on(event: "disconnect", listener: () => void): unknown;
   off(event: "message", listener: (msg: unknown, handle?: net.Socket) => void): unknown;
@@ -64,9 +73,15 @@ export function createWorkerChannel(port: ChannelPort = process): WorkerChannel 
     side: "this worker",
   });
 
-  const post = (msg: WorkerToPrimary): boolean => {
+  const post = (msg: WorkerToPrimary, handle?: net.Socket): boolean => {
     if (!port.connected || !port.send) return false;
-    port.send(msg);
+    if (handle) {
+      port.send(msg, handle, {}, (err) => {
+        if (err) handle.destroy();
+      });
+    } else {
+      port.send(msg);
+    }
     return true;
   };
   const rpc = createRpcClient<WorkerCalls>({ peer: "the primary", send: post });
@@ -88,7 +103,7 @@ export function createWorkerChannel(port: ChannelPort = process): WorkerChannel 
     on: (tag, handler) => dispatcher.watch(tag, handler),
     answer: (tag, handler) =>
       dispatcher.answer(tag, (msg: PrimaryCalls[typeof tag]["request"]) => handler(msg)),
-    send: post,
+    send: (msg, handle) => post(msg, handle),
     call: (tag, request, timeoutMs) => rpc.call(tag, request, timeoutMs),
     notify: (tag, request) => rpc.notify(tag, request),
     close() {
