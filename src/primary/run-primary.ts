@@ -139,13 +139,17 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     ping: (slot, seq) => ipc.send(slot, { t: "ss:ping", seq }),
     onHung: (slot, silentMs) => {
       const workerPid = sup.slots[slot]?.worker?.process.pid;
-      // Killed first: until it is gone, the kernel gives its listeners new connections.
-      sup.replaceHung(slot, silentMs);
-      log.error(
-        { worker: slot, workerPid, silentMs },
-        "worker stopped answering the heartbeat; taking it out of rotation and replacing it",
-      );
       primaryMetrics.workersReplaced.inc({ reason: "hung" });
+      // Killed at once: until it is gone, the kernel gives its listeners new
+      // connections. Logged once it is gone, when new connections reach only live workers.
+      void sup
+        .replaceHung(slot, silentMs)
+        .then(() =>
+          log.error(
+            { worker: slot, workerPid, silentMs },
+            "worker stopped answering the heartbeat; killed it and replacing it",
+          ),
+        );
       pushState();
     },
   });

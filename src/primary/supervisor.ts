@@ -166,12 +166,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * SIGKILL, not SIGTERM with a grace: the worker accepts connections on its
    * own listening sockets (SO_REUSEPORT), and the kernel keeps giving it its
    * share of new ones until the process is gone; a stopped or blocked
-   * process could not act on SIGTERM anyway.
+   * process could not act on SIGTERM anyway. Resolves once it is gone (its
+   * listening sockets with it).
    */
-  replaceHung(slot: number, silentMs: number): void {
+  replaceHung(slot: number, silentMs: number): Promise<void> {
     const s = this.slots[slot];
     const worker = s?.worker;
-    if (!s || !worker || s.hung || this.stopping) return;
+    if (!s || !worker || s.hung || this.stopping) return Promise.resolve();
     s.hung = true;
     s.ready = false;
     this.hungWorkers.add(worker);
@@ -184,7 +185,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     });
     if (this.replaced.length > 20) this.replaced.shift();
     this.emit("retiring", slot);
+    const gone = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
     worker.process.kill("SIGKILL");
+    return gone;
   }
 
   send(slot: number, msg: PrimaryToWorker, handle?: Socket): boolean {

@@ -94,3 +94,22 @@ export function startStalledRequestChecks(server: http.Server, intervalMs: numbe
   (server as { connectionsCheckingInterval?: number }).connectionsCheckingInterval = intervalMs;
   if (!server.listening) server.emit("listening");
 }
+
+// ---- net: a listening socket about to close ----
+
+/**
+ * Lowers a listening socket's backlog to its minimum (listen(2) again on the
+ * bound socket, through the libuv handle). Closing a socket of an
+ * SO_REUSEPORT group resets the connections waiting in its accept queue
+ * (Linux moves them to another socket of the group only with
+ * net.ipv4.tcp_migrate_req). With the backlog at its minimum the kernel
+ * drops new SYNs for this socket instead of queueing them, the client
+ * retransmits them (after ~1 s) to a socket that stays, and the few already
+ * queued are accepted before the close.
+ */
+export function shrinkListenBacklog(server: net.Server): void {
+  const handle = (
+    server as unknown as { _handle?: { listen?: (backlog: number) => number } | null }
+  )._handle;
+  handle?.listen?.(0);
+}

@@ -9,7 +9,7 @@ import {
   readRequestLine,
 } from "../shared/front-door.js";
 import { slotFromRequestLine } from "../shared/ipc.js";
-import { holdHandleReads } from "../shared/node-internals.js";
+import { holdHandleReads, shrinkListenBacklog } from "../shared/node-internals.js";
 
 /**
  * The worker's own listeners on both ports. Every worker listens on the same
@@ -48,7 +48,7 @@ export interface FrontDoorDeps {
 export interface FrontDoor {
   /** Listens on both ports beside the other workers; resolves once both are bound. */
   listen(ports: { publicPort: number; apiPort: number }): Promise<void>;
-  /** Stops accepting (connections already taken stay). */
+  /** Stops accepting, within a few ms (connections already taken stay). */
   close(): void;
   readonly listening: boolean;
 }
@@ -118,7 +118,13 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
     },
     close() {
       closed = true;
-      for (const s of listeners.splice(0)) s.close();
+      // Not at once: connections already queued on these sockets would be reset
+      // (shrinkListenBacklog). They are taken first, then the sockets close.
+      const closing = listeners.splice(0);
+      for (const s of closing) shrinkListenBacklog(s);
+      setTimeout(() => {
+        for (const s of closing) s.close();
+      }, 50);
     },
     get listening() {
       return listeners.length > 0;
