@@ -253,7 +253,6 @@ export function createWorker(deps: WorkerDeps): Worker {
     servers: { public: publicServer, api: apiServer },
     relay: (port, socket, head) =>
       primary.send({ t: "ss:relay", port, head: head.toString("latin1") }, socket),
-    shedding: overloaded,
     host: cfg.HOST,
     apiHost: cfg.API_HOST ?? cfg.HOST,
     headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),

@@ -23,8 +23,9 @@ import { holdHandleReads, shrinkListenBacklog } from "../shared/node-internals.j
  *   websocket upgrade) or a path the primary answers (health, readiness,
  *   metrics, dashboard): relayed to the primary with the bytes read, which
  *   hands it to the owner or serves it;
- * - a new session while this worker sheds load: relayed, so that the primary
- *   gives it to a worker that is not overloaded (it may come back here).
+ *
+ * A worker that sheds load refuses new sessions itself (OVERLOADED): with
+ * SO_REUSEPORT it keeps its share of new connections.
  *
  * Before a socket is sent, reads stop on its handle and stay stopped (see
  * src/primary/balancer.ts: Node reads a sent handle until the receiver
@@ -37,8 +38,6 @@ export interface FrontDoorDeps {
   servers: Record<PortKind, http.Server>;
   /** Sends the socket with the bytes read to the primary; false if the channel is closed. */
   relay(port: PortKind, socket: net.Socket, head: Buffer): boolean;
-  /** True while this worker refuses new sessions (protection's load shedding). */
-  shedding(): boolean;
   host: string;
   apiHost: string;
   /** Until the request line: a connection that sends nothing is not kept longer than a stalled one. */
@@ -68,7 +67,7 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
     let elsewhere = isPrimaryPath(port, method, path);
     if (!elsewhere && port === "public") {
       const owner = slotFromRequestLine(target);
-      elsewhere = owner === undefined ? deps.shedding() : owner !== deps.slot;
+      elsewhere = owner !== undefined && owner !== deps.slot;
     }
     if (!elsewhere) {
       serveHere(port, socket, head);
