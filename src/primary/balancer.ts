@@ -1,4 +1,4 @@
-import net from "node:net";
+import type net from "node:net";
 import type { Logger } from "pino";
 import {
   answerUnavailable,
@@ -12,14 +12,16 @@ import { holdHandleReads, resumeHandleReads } from "../shared/node-internals.js"
 /**
  * The primary's routing of connections. Workers accept connections on both
  * ports themselves (src/worker/front-door.ts, SO_REUSEPORT); the primary
- * listens only while no worker does (at start, in a crash loop, while the
- * host drains: src/primary/listeners.ts), and routes the few connections a
- * worker relays to it (`accept`). For each, it reads only up to the end of
- * the HTTP request line, then either serves it itself (health, readiness,
- * metrics, dashboard) or hands the socket to a worker:
+ * accepts on the listening sockets it holds (those of a worker being
+ * replaced, at start, while the host drains: src/primary/listeners.ts), and
+ * routes the few connections a worker relays to it (`accept`). For each, it
+ * reads only up to the end of the HTTP request line, then either serves it
+ * itself (health, readiness, metrics, dashboard) or hands the socket to a
+ * worker:
  *
  * - public port: by the slot encoded in the Engine.IO `sid`, else round-robin
- *   over workers that are up and not overloaded;
+ *   over workers that are up and not overloaded (not the worker that relayed
+ *   it, when another one is);
  * - API port: round-robin, no stickiness, so a keep-alive client keeps its
  *   connection to one worker for thousands of requests.
  *
@@ -55,26 +57,35 @@ export interface BalancerDeps {
 }
 
 export interface Balancer {
-  /** Listens (SO_REUSEPORT, beside the workers); resolves with the port bound. */
-  listen(port: PortKind, portNumber: number, host: string): Promise<number>;
-  /** Routes a connection whose request line another process read (`head`: every byte read). */
-  accept(port: PortKind, socket: net.Socket, head: Buffer): void;
-  /** Stops listening; connections already handed off belong to the workers. */
-  close(): Promise<void>;
+  /** Routes the connections a listening socket the primary holds accepts. */
+  attach(port: PortKind, server: net.Server): void;
+  /**
+   * Routes a connection whose request line another process read (`head`:
+   * every byte read); `from`: the worker that relayed it, which gets it back
+   * only when no other worker may take it.
+   */
+  accept(port: PortKind, socket: net.Socket, head: Buffer, from?: number): void;
 }
 
 export function createBalancer(deps: BalancerDeps): Balancer {
-  const servers: net.Server[] = [];
   let rr = 0;
 
-  function pickSlot(): number | undefined {
-    const slots = deps.eligibleSlots();
+  function pickSlot(from: number | undefined): number | undefined {
+    const eligible = deps.eligibleSlots();
+    const others = eligible.filter((s) => s !== from);
+    const slots = others.length > 0 ? others : eligible;
     if (slots.length === 0) return undefined;
     rr = (rr + 1) % slots.length;
     return slots[rr];
   }
 
-  function route(port: PortKind, socket: net.Socket, head: Buffer, line: string): void {
+  function route(
+    port: PortKind,
+    socket: net.Socket,
+    head: Buffer,
+    line: string,
+    from?: number,
+  ): void {
     const { method, target, path } = parseRequestLine(line);
 
     if (deps.isPrimaryPath(port, method, path)) {
@@ -86,7 +97,7 @@ export function createBalancer(deps: BalancerDeps): Balancer {
       const owner = slotFromRequestLine(target);
       if (owner !== undefined && deps.liveSlots().has(owner)) slot = owner;
     }
-    slot ??= pickSlot();
+    slot ??= pickSlot(from);
     holdHandleReads(socket);
     if (slot !== undefined && deps.handOff(slot, port, socket, head)) return;
     // The chosen worker is gone (it died before the supervisor heard of it): try the others.
@@ -106,29 +117,19 @@ export function createBalancer(deps: BalancerDeps): Balancer {
   }
 
   return {
-    listen(port, portNumber, host) {
-      const server = net.createServer({ noDelay: true }, (socket) => onConnection(port, socket));
-      servers.push(server);
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen({ port: portNumber, host, backlog: 4096, reusePort: true }, () => {
-          server.off("error", reject);
-          const addr = server.address();
-          resolve(typeof addr === "object" && addr ? addr.port : portNumber);
-        });
+    attach(port, server) {
+      server.on("connection", (socket: net.Socket) => {
+        socket.setNoDelay(true);
+        onConnection(port, socket);
       });
     },
-    accept(port, socket, head) {
+    accept(port, socket, head, from) {
       const eol = head.indexOf("\r\n");
       if (eol === -1) {
         socket.destroy();
         return;
       }
-      route(port, socket, head, head.subarray(0, eol).toString("latin1"));
-    },
-    async close() {
-      // The listening sockets close now; the connections taken stay with whoever serves them.
-      for (const s of servers.splice(0)) s.close();
+      route(port, socket, head, head.subarray(0, eol).toString("latin1"), from);
     },
   };
 }

@@ -1,4 +1,5 @@
 import cluster from "node:cluster";
+import { Socket } from "node:net";
 import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
 import type { Config } from "../shared/config.js";
 import type { PrimaryMessage } from "../shared/ipc.js";
@@ -113,6 +114,8 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   internal.route("/dashboard", dashboard.handle);
 
   let pushedReasons = "";
+  let pushedAccepting = "";
+  const accepting = () => (draining ? [] : sup.acceptingSlots());
   const pushState = () => {
     const r = readiness();
     pushedReasons = r.reasons.join("\n");
@@ -125,7 +128,9 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       readyWorkers: sup.readySlots().length,
       ...boundPorts,
       replaced: sup.replaced,
+      accepting: accepting(),
     };
+    pushedAccepting = state.accepting.join();
     ipc.broadcast(state);
   };
   sup.on("ready", pushState);
@@ -158,8 +163,14 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   sup.on("exit", (slot) => heartbeat.forget(slot));
   // Load reports can change readiness too (a worker's Redis down or back):
   // workers answer /ready on kept-alive connections, so they must hear of it.
+  // And so can the slots taking new sessions, which a shedding worker passes its new sessions to.
   ipc.on("ss:load", () => {
-    if (readiness().reasons.join("\n") !== pushedReasons) pushState();
+    if (
+      readiness().reasons.join("\n") !== pushedReasons ||
+      accepting().join() !== pushedAccepting
+    ) {
+      pushState();
+    }
   });
   sup.on("crash-loop", () => void shutdown("crash-loop", 1));
 
@@ -187,9 +198,12 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     // Until the request line: a connection that sends nothing is not kept longer than a stalled one.
     headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
   });
-  // Connections a worker accepted but does not serve: another worker's session, the primary's paths.
-  ipc.on("ss:relay", (_slot, msg, socket) => {
-    if (socket) balancer.accept(msg.port, socket, Buffer.from(msg.head, "latin1"));
+  // Connections a worker accepted but does not serve: another worker's session,
+  // the primary's paths, a new session while it sheds load or stops.
+  ipc.on("ss:relay", (slot, msg, socket) => {
+    if (socket instanceof Socket) {
+      balancer.accept(msg.port, socket, Buffer.from(msg.head, "latin1"), slot);
+    }
   });
   const listeners = createListeners({
     sup,
@@ -210,18 +224,18 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       log.info({ reason }, "shutting down");
       draining = true;
       pushState();
-      // The primary listens again until the workers are gone, only to
+      // Each stopping worker gives its listening sockets back (listeners.ts);
+      // the primary accepts on them until the workers are gone, only to
       // answer: /ready says 503 "draining" at once, and everything else gets
       // 503 with Retry-After (no worker is eligible while draining), so a
       // load balancer sees "not ready" rather than refused connections.
-      // Sessions already on a worker still reach it while it drains. Opened
-      // before the workers close theirs (on ss:shutdown).
-      await listeners.drain();
+      // Sessions already on a worker still reach it while it drains.
+      listeners.drain();
       dashboard.close();
       heartbeat.stop();
       metricsAggregator.stop();
       await sup.stop(cfg.SHUTDOWN_TIMEOUT_MS);
-      await balancer.close();
+      listeners.close();
       deliveryStores.close();
       log.info("all workers stopped; bye");
       await new Promise<void>((resolve) => log.flush(() => resolve()));

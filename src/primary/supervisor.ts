@@ -1,6 +1,6 @@
 import cluster, { type Worker } from "node:cluster";
 import { EventEmitter } from "node:events";
-import type { Socket } from "node:net";
+import { Socket } from "node:net";
 import type { Logger } from "pino";
 import type {
   PrimaryToWorker,
@@ -9,6 +9,7 @@ import type {
   WorkerToPrimary,
 } from "../shared/ipc.js";
 import { isWorkerToPrimary } from "../shared/ipc.js";
+import type { Handle } from "../shared/ipc-rpc.js";
 
 /**
  * Forks one worker per slot and keeps each slot filled: a worker that exits
@@ -44,8 +45,8 @@ export interface SupervisorOptions {
 }
 
 export interface SupervisorEvents {
-  /** `handle`: the socket an `ss:relay` carries. */
-  message: [slot: number, msg: WorkerToPrimary, worker: Worker, handle: Socket | undefined];
+  /** `handle`: the socket an `ss:relay` carries, the listening socket an `ss:unlisten` carries. */
+  message: [slot: number, msg: WorkerToPrimary, worker: Worker, handle: Handle | undefined];
   /** The slot's worker is asked to stop (rolling restart, hung): it closes its listeners. */
   retiring: [slot: number];
   ready: [slot: number];
@@ -97,7 +98,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     worker.on("message", (msg: unknown, handle?: unknown) => {
       if (!isWorkerToPrimary(msg)) {
         // A handle nobody will route would stay open.
-        (handle as Socket | undefined)?.destroy?.();
+        if (handle instanceof Socket) handle.destroy();
         return;
       }
       if (msg.t === "ss:ready") {
@@ -111,7 +112,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         s.load = msg.load;
       }
       // To the primary's IPC hub (src/primary/ipc-hub.ts), its one listener.
-      this.emit("message", s.slot, msg, worker, handle as Socket | undefined);
+      this.emit("message", s.slot, msg, worker, handle as Handle | undefined);
     });
     worker.on("error", (err) => this.opts.log.warn({ err, slot: s.slot }, "worker channel error"));
     worker.on("exit", (code, signal) => this.onExit(s, worker, code, signal));
@@ -190,13 +191,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return gone;
   }
 
-  send(slot: number, msg: PrimaryToWorker, handle?: Socket): boolean {
+  /** A sent net.Socket is closed here once the worker has it; a sent listening socket stays open. */
+  send(slot: number, msg: PrimaryToWorker, handle?: Handle): boolean {
     const w = this.slots[slot]?.worker;
     if (!w?.isConnected()) return false;
     try {
       if (handle) {
         w.send(msg, handle, (err: Error | null) => {
-          if (err) handle.destroy();
+          if (err && handle instanceof Socket) handle.destroy();
         });
       } else {
         w.send(msg);
@@ -219,9 +221,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Ready and not overloaded; falls back to every ready slot if all are loaded. */
   eligibleSlots(): number[] {
-    const ready = this.slots.filter((s) => s.ready && !s.hung && s.worker?.isConnected());
-    const fresh = ready.filter((s) => !s.load?.overloaded);
-    return (fresh.length > 0 ? fresh : ready).map((s) => s.slot);
+    const fresh = this.acceptingSlots();
+    return fresh.length > 0 ? fresh : this.readySlots();
+  }
+
+  /** Ready and not overloaded (by the last load reports). */
+  acceptingSlots(): number[] {
+    return this.slots
+      .filter((s) => s.ready && !s.hung && !s.load?.overloaded && s.worker?.isConnected())
+      .map((s) => s.slot);
   }
 
   liveSlots(): Set<number> {

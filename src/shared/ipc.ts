@@ -90,6 +90,13 @@ export interface WorkerCalls {
   "ss:users": Call<{ changes: [userId: string, present: boolean][] }, "ss:users-ok", null>;
   /** A /metrics scrape that reached a worker: the primary's merged text. */
   "ss:scrape": Call<Record<never, never>, "ss:scrape-result", ScrapeAnswer>;
+  /**
+   * A stopping worker gives its listening socket on `port` back (the
+   * net.Server travels as the message's handle); answered once the primary
+   * accepts on it, after which the worker may close its own copy without
+   * resetting the connections queued on it (src/primary/listeners.ts).
+   */
+  "ss:unlisten": Call<{ port: "public" | "api" }, "ss:unlistened", null>;
 }
 
 /** Requests the primary makes of one worker. */
@@ -102,11 +109,13 @@ export interface PrimaryCalls {
    */
   "ss:revocations": Call<{ entries: RevocationEntry[] }, "ss:revocations-ok", { added: number }>;
   /**
-   * Accept connections on both ports (SO_REUSEPORT beside the other
-   * workers: src/worker/front-door.ts); answered once both listen. Sent to
-   * a worker once it is ready and the primary knows the port numbers.
+   * Accept connections on this listening socket of `port` (the net.Server
+   * travels as the message's handle; one socket of the port's SO_REUSEPORT
+   * group: src/worker/front-door.ts); answered once the worker accepts on it,
+   * after which the primary closes its own copy. Sent to a worker once it
+   * is ready.
    */
-  "ss:listen": Call<{ publicPort: number; apiPort: number }, "ss:listening", null>;
+  "ss:listen": Call<{ port: "public" | "api" }, "ss:listening", null>;
 }
 
 interface Call<Request extends object, Reply extends string, Result> extends CallSpec {
@@ -121,6 +130,7 @@ export const WORKER_CALLS: { readonly [K in keyof WorkerCalls]: WorkerCalls[K]["
   "ss:store": "ss:store-result",
   "ss:users": "ss:users-ok",
   "ss:scrape": "ss:scrape-result",
+  "ss:unlisten": "ss:unlistened",
 };
 export const PRIMARY_CALLS: { readonly [K in keyof PrimaryCalls]: PrimaryCalls[K]["reply"] } = {
   "ss:local-query": "ss:local-result",
@@ -175,6 +185,8 @@ export type PrimaryMessage =
       apiPort?: number;
       /** Workers the primary replaced because they hung, newest last. */
       replaced: ReplacedWorker[];
+      /** Slots taking new sessions (ready, not shedding load), as the load reports say. */
+      accepting: number[];
     }
   | { t: "ss:shutdown"; timeoutMs: number }
   /** The heartbeat (src/primary/heartbeat.ts): answer with `ss:pong`. */

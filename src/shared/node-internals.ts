@@ -95,21 +95,19 @@ export function startStalledRequestChecks(server: http.Server, intervalMs: numbe
   if (!server.listening) server.emit("listening");
 }
 
-// ---- net: a listening socket about to close ----
+// ---- net: a listening socket received from another process ----
 
 /**
- * Lowers a listening socket's backlog to its minimum (listen(2) again on the
- * bound socket, through the libuv handle). Closing a socket of an
- * SO_REUSEPORT group resets the connections waiting in its accept queue
- * (Linux moves them to another socket of the group only with
- * net.ipv4.tcp_migrate_req). With the backlog at its minimum the kernel
- * drops new SYNs for this socket instead of queueing them, the client
- * retransmits them (after ~1 s) to a socket that stays, and the few already
- * queued are accepted before the close.
+ * Sets a listening socket's backlog (listen(2) again on the bound socket,
+ * through the libuv handle). A net.Server received over IPC listens on the
+ * sent socket with Node's default backlog, 511 (child_process's handle
+ * conversion calls `server.listen(handle)`, which calls `_handle.listen(511)`
+ * with no backlog given), which would shrink the queue of a socket that
+ * travels between the primary and its workers. Returns libuv's status (0).
  */
-export function shrinkListenBacklog(server: net.Server): void {
+export function setListenBacklog(server: net.Server, backlog: number): number {
   const handle = (
     server as unknown as { _handle?: { listen?: (backlog: number) => number } | null }
   )._handle;
-  handle?.listen?.(0);
+  return handle?.listen?.(backlog) ?? -1;
 }

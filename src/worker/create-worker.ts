@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
+import net from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createAdapter as createClusterAdapter } from "@socket.io/cluster-adapter";
 import { Server } from "socket.io";
@@ -78,6 +79,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     reasons: ["starting"],
     workers: { ready: 0, total: cfg.WORKERS },
     replaced: [] as ReplacedWorker[],
+    accepting: [] as number[],
   };
 
   // The ports the primary bound (PORT/API_PORT may be 0); the demo page shows the API one.
@@ -251,10 +253,13 @@ export function createWorker(deps: WorkerDeps): Worker {
     log,
     slot,
     servers: { public: publicServer, api: apiServer },
-    relay: (port, socket, head) =>
-      primary.send({ t: "ss:relay", port, head: head.toString("latin1") }, socket),
-    host: cfg.HOST,
-    apiHost: cfg.API_HOST ?? cfg.HOST,
+    relay: (port, socket, head, written) =>
+      primary.send({ t: "ss:relay", port, head: head.toString("latin1") }, socket, written),
+    // Shedding load, with another worker that takes new sessions: the primary hands them there.
+    passOnNew: () => overloaded() && primaryState.accepting.some((s) => s !== slot),
+    giveBack: async (port, server) => {
+      await primary.call("ss:unlisten", { port }, 2_000, server);
+    },
     headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
   });
 
@@ -270,9 +275,10 @@ export function createWorker(deps: WorkerDeps): Worker {
       settle(1);
     }, timeoutMs);
     log.info("worker shutting down");
-    // First, no new connections: the kernel gives them to the other workers
-    // (or to the primary, which listens again while the host drains).
-    frontDoor.close();
+    // First, no new connections: the listening sockets go back to the
+    // primary (which accepts on them until a replacement takes them), and
+    // the kernel gives new connections to the other workers or to it.
+    await frontDoor.close(Math.min(2_000, timeoutMs / 4));
     // From here new handshakes and API requests are refused (protection).
     // Forwards and API requests in flight (pushes waiting for client acks)
     // finish while their clients are still connected; then the clients are
@@ -297,16 +303,21 @@ export function createWorker(deps: WorkerDeps): Worker {
   };
 
   primary.on("ss:conn", (msg, handle) => {
-    if (!handle) return;
+    if (!(handle instanceof net.Socket)) return;
     const server = msg.port === "public" ? publicServer : apiServer;
     server.emit("connection", handle);
     handle.emit("data", Buffer.from(msg.head, "latin1"));
     handle.resume();
   });
-  primary.answer("ss:listen", async ({ publicPort, apiPort }) => {
-    if (shuttingDown) throw new Error("the worker is stopping");
-    await frontDoor.listen({ publicPort, apiPort });
-    log.debug({ publicPort, apiPort }, "accepting connections");
+  primary.answer("ss:listen", ({ port }, handle) => {
+    if (!(handle instanceof net.Server)) throw new Error("ss:listen without its socket");
+    if (shuttingDown) {
+      // The primary's copy stays open: closing this one resets nothing.
+      handle.close();
+      throw new Error("the worker is stopping");
+    }
+    frontDoor.adopt(port, handle);
+    log.debug({ port }, "accepting connections");
     return null;
   });
   primary.answer("ss:local-query", ({ q }) => answer(q));
@@ -317,6 +328,7 @@ export function createWorker(deps: WorkerDeps): Worker {
       reasons: msg.reasons,
       workers: { ready: msg.readyWorkers, total: msg.workers },
       replaced: msg.replaced,
+      accepting: msg.accepting,
     };
     if (msg.apiPort !== undefined) {
       boundPorts = { publicPort: msg.publicPort, apiPort: msg.apiPort };

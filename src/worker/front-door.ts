@@ -1,5 +1,5 @@
 import type http from "node:http";
-import net from "node:net";
+import type net from "node:net";
 import type { Logger } from "pino";
 import {
   answerUnavailable,
@@ -9,13 +9,15 @@ import {
   readRequestLine,
 } from "../shared/front-door.js";
 import { slotFromRequestLine } from "../shared/ipc.js";
-import { holdHandleReads, shrinkListenBacklog } from "../shared/node-internals.js";
+import { holdHandleReads, setListenBacklog } from "../shared/node-internals.js";
 
 /**
- * The worker's own listeners on both ports. Every worker listens on the same
- * two ports with SO_REUSEPORT, and the kernel spreads new connections across
- * them: no process relays a connection in the usual case. Like the primary's
- * balancer, it reads a connection up to the end of its request line, then:
+ * The worker's own listening sockets, one per port, lent by the primary
+ * (`ss:listen`: src/primary/listeners.ts). Every worker has one socket of
+ * each port's SO_REUSEPORT group, and the kernel spreads new connections
+ * across them: no process relays a connection in the usual case. Like the
+ * primary's balancer, it reads a connection up to the end of its request
+ * line, then:
  *
  * - a new session, an API request, a request of a session this worker owns
  *   (the slot in the Engine.IO sid): served here;
@@ -23,11 +25,15 @@ import { holdHandleReads, shrinkListenBacklog } from "../shared/node-internals.j
  *   websocket upgrade) or a path the primary answers (health, readiness,
  *   metrics, dashboard): relayed to the primary with the bytes read, which
  *   hands it to the owner or serves it;
+ * - a new session while this worker sheds load and another worker takes
+ *   new sessions (`passOnNew`), and everything but its own sessions once it
+ *   stops: relayed too, and the primary hands it to another worker (or
+ *   answers 503 while the host drains).
  *
- * A worker that sheds load refuses new sessions itself (OVERLOADED): with
- * SO_REUSEPORT it keeps its share of new connections.
+ * A stopping worker gives its sockets back to the primary before it closes
+ * its copies, so that the connections queued on them are not reset.
  *
- * Before a socket is sent, reads stop on its handle and stay stopped (see
+ * Before a socket is relayed, reads stop on its handle and stay stopped (see
  * src/primary/balancer.ts: Node reads a sent handle until the receiver
  * acknowledges it and drops those bytes).
  */
@@ -36,27 +42,50 @@ export interface FrontDoorDeps {
   log: Logger;
   slot: number;
   servers: Record<PortKind, http.Server>;
-  /** Sends the socket with the bytes read to the primary; false if the channel is closed. */
-  relay(port: PortKind, socket: net.Socket, head: Buffer): boolean;
-  host: string;
-  apiHost: string;
+  /**
+   * Sends the socket with the bytes read to the primary; false if the
+   * channel is closed. `written` once it is on the channel.
+   */
+  relay(port: PortKind, socket: net.Socket, head: Buffer, written: () => void): boolean;
+  /** True while new sessions are better served by another worker (this one sheds load). */
+  passOnNew(): boolean;
+  /** Gives a listening socket back to the primary; resolves once the primary accepts on it. */
+  giveBack(port: PortKind, server: net.Server): Promise<void>;
   /** Until the request line: a connection that sends nothing is not kept longer than a stalled one. */
   headerTimeoutMs: number;
 }
 
 export interface FrontDoor {
-  /** Listens on both ports beside the other workers; resolves once both are bound. */
-  listen(ports: { publicPort: number; apiPort: number }): Promise<void>;
-  /** Stops accepting, within a few ms (connections already taken stay). */
-  close(): void;
+  /** Accepts connections on a listening socket the primary lent (SO_REUSEPORT beside the others). */
+  adopt(port: PortKind, server: net.Server): void;
+  /**
+   * Stops accepting: gives the sockets back to the primary, then closes this
+   * process's copies (connections already taken stay). From now on only
+   * this worker's own sessions are served here. Resolves once every
+   * connection taken is served here or on the channel to the primary (a
+   * worker that exits with one still in Node's queue resets it), or after
+   * `settleMs`.
+   */
+  close(settleMs: number): Promise<void>;
   readonly listening: boolean;
 }
 
+/** Node's listen(2) again on a received socket uses its default backlog, 511. */
+const BACKLOG = 4096;
+
 export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
-  const listeners: net.Server[] = [];
-  let closed = false;
+  const listeners = new Map<net.Server, PortKind>();
+  let stopping = false;
+  /** Connections accepted, not yet served here nor written to the channel. */
+  let unsettled = 0;
+  let onSettled: (() => void) | undefined;
+  const settle = () => {
+    unsettled--;
+    if (unsettled === 0) onSettled?.();
+  };
 
   function serveHere(port: PortKind, socket: net.Socket, head: Buffer): void {
+    settle();
     deps.servers[port].emit("connection", socket);
     socket.emit("data", head);
     socket.resume();
@@ -65,68 +94,68 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
   function route(port: PortKind, socket: net.Socket, head: Buffer, line: string): void {
     const { method, target, path } = parseRequestLine(line);
     let elsewhere = isPrimaryPath(port, method, path);
-    if (!elsewhere && port === "public") {
-      const owner = slotFromRequestLine(target);
-      elsewhere = owner !== undefined && owner !== deps.slot;
+    if (!elsewhere) {
+      const owner = port === "public" ? slotFromRequestLine(target) : undefined;
+      if (owner !== undefined) elsewhere = owner !== deps.slot;
+      else elsewhere = stopping || (port === "public" && deps.passOnNew());
     }
     if (!elsewhere) {
       serveHere(port, socket, head);
       return;
     }
     holdHandleReads(socket);
-    if (deps.relay(port, socket, head)) return;
+    if (deps.relay(port, socket, head, settle)) return;
+    settle();
     // No primary to relay to (the channel closed: this worker is going away).
     socket.setTimeout(5_000, () => socket.destroy());
     answerUnavailable(socket, "this worker is stopping, retry");
   }
 
-  function listenOne(port: PortKind, portNumber: number, host: string): Promise<void> {
-    const server = net.createServer({ noDelay: true }, (socket) =>
-      readRequestLine(socket, deps.headerTimeoutMs, (head, line) =>
-        route(port, socket, head, line),
-      ),
-    );
-    listeners.push(server);
-    return new Promise((resolve, reject) => {
-      server.once("error", reject);
-      // exclusive: this process's own socket, not a handle shared through the primary.
-      server.listen(
-        { port: portNumber, host, backlog: 4096, reusePort: true, exclusive: true },
-        () => {
-          server.off("error", reject);
-          server.on("error", (err) => deps.log.error({ err, port }, "listener error"));
-          resolve();
-        },
-      );
-    });
-  }
-
   return {
-    async listen({ publicPort, apiPort }) {
-      if (listeners.length > 0) return;
-      try {
-        if (closed) throw new Error("the worker is stopping");
-        await listenOne("public", publicPort, deps.host);
-        if (closed) throw new Error("the worker is stopping");
-        await listenOne("api", apiPort, deps.apiHost);
-        if (closed) throw new Error("the worker is stopping");
-      } catch (err) {
-        for (const s of listeners.splice(0)) s.close();
-        throw err;
+    adopt(port, server) {
+      if (stopping) throw new Error("the worker is stopping");
+      setListenBacklog(server, BACKLOG);
+      server.on("connection", (socket: net.Socket) => {
+        socket.setNoDelay(true);
+        unsettled++;
+        let routed = false;
+        // Closed before its request line: nothing left to settle.
+        socket.once("close", () => {
+          if (!routed) settle();
+        });
+        readRequestLine(socket, deps.headerTimeoutMs, (head, line) => {
+          routed = true;
+          route(port, socket, head, line);
+        });
+      });
+      server.on("error", (err) => deps.log.error({ err, port }, "listening socket error"));
+      listeners.set(server, port);
+    },
+    async close(settleMs) {
+      stopping = true;
+      const giving = [...listeners].map(async ([server, port]) => {
+        try {
+          await deps.giveBack(port, server);
+        } catch (err) {
+          // The primary is gone or did not answer: the queued connections go with this copy.
+          deps.log.warn({ err, port }, "could not give a listening socket back");
+        }
+        listeners.delete(server);
+        server.close();
+      });
+      await Promise.all(giving);
+      if (unsettled > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, settleMs);
+          onSettled = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
       }
     },
-    close() {
-      closed = true;
-      // Not at once: connections already queued on these sockets would be reset
-      // (shrinkListenBacklog). They are taken first, then the sockets close.
-      const closing = listeners.splice(0);
-      for (const s of closing) shrinkListenBacklog(s);
-      setTimeout(() => {
-        for (const s of closing) s.close();
-      }, 50);
-    },
     get listening() {
-      return listeners.length > 0;
+      return listeners.size > 0;
     },
   };
 }
