@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   holdHandleReads,
   resumeHandleReads,
+  setListenBacklog,
   startStalledRequestChecks,
   takeUnacknowledgedHandles,
 } from "../src/shared/node-internals.js";
@@ -193,6 +194,30 @@ describe("Node (node-internals.ts)", () => {
     });
     return { server, client };
   }
+
+  it("a listening socket's backlog can be set again through its _handle (a received net.Server listens with 511)", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const backlogOf = (port: number) => {
+      // `ss -ltn`: for a listening socket, Send-Q is the backlog.
+      const line = execFileSync("ss", ["-ltnH", `sport = :${port}`], { encoding: "utf8" }).trim();
+      return Number(line.split(/\s+/)[2]);
+    };
+    const srv = net.createServer();
+    cleanups.push(() => srv.close());
+    await new Promise<void>((resolve) =>
+      srv.listen({ port: 0, host: "127.0.0.1", backlog: 64 }, resolve),
+    );
+    const { port } = srv.address() as AddressInfo;
+    expect(backlogOf(port)).toBe(64);
+    expect(setListenBacklog(srv, 1000)).toBe(0);
+    expect(backlogOf(port)).toBe(1000);
+    // And it still accepts.
+    const accepted = once(srv, "connection") as Promise<[net.Socket]>;
+    const client = net.connect(port, "127.0.0.1");
+    const [conn] = await accepted;
+    client.destroy();
+    conn.destroy();
+  });
 
   it("a socket's _handle has readStop, and net's _read() does not restart reading while _handle.reading is set", async () => {
     const { server, client } = await socketPair();
