@@ -47,7 +47,7 @@ export interface SupervisorOptions {
 export interface SupervisorEvents {
   /** `handle`: the socket an `ss:relay` carries, the listening socket an `ss:unlisten` carries. */
   message: [slot: number, msg: WorkerToPrimary, worker: Worker, handle: Handle | undefined];
-  /** The slot's worker is asked to stop (rolling restart, hung): it closes its listeners. */
+  /** The slot's worker is asked to stop (rolling restart) or killed (hung): out of rotation. */
   retiring: [slot: number];
   ready: [slot: number];
   exit: [slot: number, code: number | null, signal: string | null, worker: Worker];

@@ -62,8 +62,8 @@ export interface Worker {
 
 /**
  * A worker: one Socket.IO server on the public port's connections and the
- * backend API on the API port's. It accepts them itself once the primary
- * says so (`ss:listen`, after this worker is ready: front-door.ts), and
+ * backend API on the API port's. It accepts them itself on the listening
+ * sockets the primary lends it (`ss:listen`, once ready: front-door.ts), and
  * takes those the primary hands over (`ss:conn`: sessions this worker owns
  * that reached another process). It never touches the process (signals,
  * exit: run-worker.ts).
