@@ -281,6 +281,66 @@ describe("Node (node-internals.ts)", () => {
     await once(a.client, "close");
   });
 
+  it("a net.Server sent to a cluster worker stays open in the sender; closing one copy resets no queued connection", async () => {
+    // src/primary/listeners.ts: listening sockets travel between the primary
+    // and its workers, each side closing its copy only once the other has it.
+    // child_process sends a net.Server's handle without closing it (only a
+    // sent net.Socket is closed on the ack), and the receiver gets a
+    // net.Server listening on the same socket (`server.listen(handle)`).
+    const dir = mkdtempSync(join(tmpdir(), "internals-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const script = join(dir, "server-worker.mjs");
+    writeFileSync(
+      script,
+      [
+        'import net from "node:net";',
+        "process.on('message', (m, server) => {",
+        "  if (m === 'take' && server instanceof net.Server) {",
+        "    server.on('connection', (c) => c.end('worker'));",
+        "    process.send({ listening: server.listening, port: server.address().port });",
+        "  }",
+        "  if (m === 'stall') { const end = Date.now() + 500; while (Date.now() < end) {} }",
+        "});",
+        "process.send('ready');",
+        "",
+      ].join("\n"),
+    );
+    cluster.setupPrimary({ exec: script, execArgv: [], serialization: "advanced", silent: true });
+    const worker = cluster.fork();
+    cleanups.push(() => worker.process.kill("SIGKILL"));
+    const server = net.createServer((c) => c.end("primary"));
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    await once(worker, "message"); // ready
+    worker.send("take", server);
+    const [taken] = (await once(worker, "message")) as [{ listening: boolean; port: number }];
+    expect(taken).toEqual({ listening: true, port });
+    expect(server.listening).toBe(true);
+
+    // Connections queue while the worker is stalled, and the primary closes
+    // its copy before its own event loop could accept any of them.
+    worker.send("stall");
+    await sleep(50);
+    const answers = Array.from(
+      { length: 10 },
+      () =>
+        new Promise<string>((resolve) => {
+          const c = net.connect(port, "127.0.0.1");
+          let got = "";
+          c.on("data", (b: Buffer) => (got += b.toString()));
+          c.on("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
+          c.on("close", () => resolve(got));
+        }),
+    );
+    // net.connect() issues connect(2) on the next tick; this tick comes after them.
+    process.nextTick(() => {
+      const end = Date.now() + 100;
+      while (Date.now() < end) {} // the kernel completes the handshakes into the queue
+      server.close();
+    });
+    expect(await Promise.all(answers)).toEqual(Array(10).fill("worker"));
+  });
+
   it("an HTTP server that never listened closes stalled requests at connectionsCheckingInterval", async () => {
     const httpServer = http.createServer((_req, res) => res.end("ok"));
     httpServer.headersTimeout = 300;
