@@ -16,15 +16,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let balancer: Balancer | undefined;
 const clients: net.Socket[] = [];
+const servers: net.Server[] = [];
 afterEach(async () => {
   for (const c of clients) c.destroy();
   clients.length = 0;
-  await balancer?.close();
+  for (const s of servers.splice(0)) s.close();
   balancer = undefined;
 });
 
-async function start(over: Partial<Parameters<typeof createBalancer>[0]>) {
-  balancer = createBalancer({
+function build(over: Partial<Parameters<typeof createBalancer>[0]>): Balancer {
+  return createBalancer({
     log: pino({ level: "silent" }),
     handOff: () => true,
     eligibleSlots: () => [0],
@@ -33,7 +34,16 @@ async function start(over: Partial<Parameters<typeof createBalancer>[0]>) {
     isPrimaryPath: () => false,
     ...over,
   });
-  return balancer.listen("public", 0, "127.0.0.1");
+}
+
+/** A listening socket the primary holds, routed by the balancer. */
+async function start(over: Partial<Parameters<typeof createBalancer>[0]>): Promise<number> {
+  balancer = build(over);
+  const server = net.createServer();
+  servers.push(server);
+  balancer.attach("public", server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return (server.address() as net.AddressInfo).port;
 }
 
 function connect(port: number): Promise<net.Socket> {
@@ -96,5 +106,41 @@ describe("balancer", () => {
       requestId: res.headers.get("x-request-id"),
     });
     expect(Number.isNaN(Date.parse(String(body.error["timestamp"])))).toBe(false);
+  });
+
+  it("accept(): a relayed connection goes to its session's owner, a new one to another worker than the relaying one", async () => {
+    const handed: { slot: number; head: string }[] = [];
+    const relayed = build({
+      eligibleSlots: () => [0, 1],
+      liveSlots: () => new Set([0, 1]),
+      handOff: (slot, _port, _socket, head) => handed.push({ slot, head: head.toString() }) > 0,
+    });
+    // The sockets a worker relays: a pair of connected ones stands in for them.
+    const pair = async () => {
+      const server = net.createServer();
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const accepted = new Promise<net.Socket>((resolve) => server.once("connection", resolve));
+      await connect((server.address() as net.AddressInfo).port);
+      return accepted;
+    };
+    const owned = "GET /socket.io/?EIO=4&transport=polling&sid=1_abc HTTP/1.1\r\nHost: x\r\n";
+    for (let i = 0; i < 4; i++) relayed.accept("public", await pair(), Buffer.from(owned), 0);
+    const fresh = "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n";
+    for (let i = 0; i < 4; i++) relayed.accept("public", await pair(), Buffer.from(fresh), 0);
+    expect(handed.map((h) => h.slot)).toEqual([1, 1, 1, 1, 1, 1, 1, 1]);
+    expect(handed[0]!.head).toBe(owned);
+    expect(handed[4]!.head).toBe(fresh);
+    // No other worker takes new sessions: the relaying one gets it back (and refuses it if it must).
+    const alone = build({
+      eligibleSlots: () => [0],
+      handOff: (slot) => handed.push({ slot, head: "" }) > 0,
+    });
+    alone.accept("public", await pair(), Buffer.from(fresh), 0);
+    expect(handed.at(-1)!.slot).toBe(0);
+    // Bytes without a complete request line: nothing to route by.
+    const cut = await pair();
+    relayed.accept("public", cut, Buffer.from("GET /socket.io/"), 0);
+    expect(cut.destroyed).toBe(true);
   });
 });

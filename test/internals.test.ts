@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   holdHandleReads,
   resumeHandleReads,
+  setListenBacklog,
   startStalledRequestChecks,
   takeUnacknowledgedHandles,
 } from "../src/shared/node-internals.js";
@@ -194,6 +195,30 @@ describe("Node (node-internals.ts)", () => {
     return { server, client };
   }
 
+  it("a listening socket's backlog can be set again through its _handle (a received net.Server listens with 511)", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const backlogOf = (port: number) => {
+      // `ss -ltn`: for a listening socket, Send-Q is the backlog.
+      const line = execFileSync("ss", ["-ltnH", `sport = :${port}`], { encoding: "utf8" }).trim();
+      return Number(line.split(/\s+/)[2]);
+    };
+    const srv = net.createServer();
+    cleanups.push(() => srv.close());
+    await new Promise<void>((resolve) =>
+      srv.listen({ port: 0, host: "127.0.0.1", backlog: 64 }, resolve),
+    );
+    const { port } = srv.address() as AddressInfo;
+    expect(backlogOf(port)).toBe(64);
+    expect(setListenBacklog(srv, 1000)).toBe(0);
+    expect(backlogOf(port)).toBe(1000);
+    // And it still accepts.
+    const accepted = once(srv, "connection") as Promise<[net.Socket]>;
+    const client = net.connect(port, "127.0.0.1");
+    const [conn] = await accepted;
+    client.destroy();
+    conn.destroy();
+  });
+
   it("a socket's _handle has readStop, and net's _read() does not restart reading while _handle.reading is set", async () => {
     const { server, client } = await socketPair();
     const handle = (server as unknown as { _handle: { readStop?: unknown; reading?: unknown } })
@@ -254,6 +279,66 @@ describe("Node (node-internals.ts)", () => {
     expect(takeUnacknowledgedHandles(worker.process)).toEqual({ queued: [] });
     taken.inFlight!.close();
     await once(a.client, "close");
+  });
+
+  it("a net.Server sent to a cluster worker stays open in the sender; closing one copy resets no queued connection", async () => {
+    // src/primary/listeners.ts: listening sockets travel between the primary
+    // and its workers, each side closing its copy only once the other has it.
+    // child_process sends a net.Server's handle without closing it (only a
+    // sent net.Socket is closed on the ack), and the receiver gets a
+    // net.Server listening on the same socket (`server.listen(handle)`).
+    const dir = mkdtempSync(join(tmpdir(), "internals-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const script = join(dir, "server-worker.mjs");
+    writeFileSync(
+      script,
+      [
+        'import net from "node:net";',
+        "process.on('message', (m, server) => {",
+        "  if (m === 'take' && server instanceof net.Server) {",
+        "    server.on('connection', (c) => c.end('worker'));",
+        "    process.send({ listening: server.listening, port: server.address().port });",
+        "  }",
+        "  if (m === 'stall') { const end = Date.now() + 500; while (Date.now() < end) {} }",
+        "});",
+        "process.send('ready');",
+        "",
+      ].join("\n"),
+    );
+    cluster.setupPrimary({ exec: script, execArgv: [], serialization: "advanced", silent: true });
+    const worker = cluster.fork();
+    cleanups.push(() => worker.process.kill("SIGKILL"));
+    const server = net.createServer((c) => c.end("primary"));
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    await once(worker, "message"); // ready
+    worker.send("take", server);
+    const [taken] = (await once(worker, "message")) as [{ listening: boolean; port: number }];
+    expect(taken).toEqual({ listening: true, port });
+    expect(server.listening).toBe(true);
+
+    // Connections queue while the worker is stalled, and the primary closes
+    // its copy before its own event loop could accept any of them.
+    worker.send("stall");
+    await sleep(50);
+    const answers = Array.from(
+      { length: 10 },
+      () =>
+        new Promise<string>((resolve) => {
+          const c = net.connect(port, "127.0.0.1");
+          let got = "";
+          c.on("data", (b: Buffer) => (got += b.toString()));
+          c.on("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
+          c.on("close", () => resolve(got));
+        }),
+    );
+    // net.connect() issues connect(2) on the next tick; this tick comes after them.
+    process.nextTick(() => {
+      const end = Date.now() + 100;
+      while (Date.now() < end) {} // the kernel completes the handshakes into the queue
+      server.close();
+    });
+    expect(await Promise.all(answers)).toEqual(Array(10).fill("worker"));
   });
 
   it("an HTTP server that never listened closes stalled requests at connectionsCheckingInterval", async () => {

@@ -195,7 +195,7 @@ describe("pushes per API key", () => {
 });
 
 describe("load shedding", () => {
-  it("a stalled event loop refuses new handshakes with OVERLOADED and pushes with 503, then recovers", async () => {
+  it("a stalled worker passes new handshakes on to another worker (OVERLOADED only when none takes them) and refuses pushes with 503, then recovers", async () => {
     const api = stickyApi(server, TEST_API_KEY);
     try {
       const block = await api.request("POST", "/api/test/block-loop", { ms: 1_500 });
@@ -221,10 +221,15 @@ describe("load shedding", () => {
         }),
       );
       const outcomes = handshakes.map((h) => (h.status === "fulfilled" ? h.value : undefined));
+      // Each worker accepts its own share of new connections (SO_REUSEPORT),
+      // so some of these wait behind the stall. Once it ends, the stalled
+      // worker passes them on through the primary to a worker that takes new
+      // sessions, or, when it knows of none (the other one lags too on a busy
+      // machine), refuses them with OVERLOADED. None is served by it.
       const shed = outcomes.filter((o) => o && !o.ok);
-      expect(shed.length).toBeGreaterThan(0);
       for (const o of shed) expect(o!.ok === false && o!.code).toBe("OVERLOADED");
       for (const o of outcomes) if (o?.ok) expect(o.slot).not.toBe(stalled);
+      expect(outcomes.every((o) => o !== undefined)).toBe(true);
 
       const pushed = await push;
       expect(pushed.status).toBe(503);
@@ -250,15 +255,25 @@ describe("load shedding", () => {
         if (!landed) await new Promise((r) => setTimeout(r, 100));
       }
       expect(landed).toBe(true);
-      expect(
-        await metricValue(server, "socket_server_shed_total", 'reason="handshake_event_loop_lag"'),
-      ).toBeGreaterThan(0);
+      if (shed.length > 0) {
+        expect(
+          await metricValue(
+            server,
+            "socket_server_shed_total",
+            'reason="handshake_event_loop_lag"',
+          ),
+        ).toBeGreaterThan(0);
+      }
       expect(
         await metricValue(server, "socket_server_shed_total", 'reason="push_lag"'),
       ).toBeGreaterThan(0);
       console.log(
         `[figures] stall 1500 ms: ${shed.length}/6 handshakes shed, refused after ` +
-          `${shed.map((o) => o!.ms).join("/")} ms (stall included); pushes accepted again ` +
+          `${shed.map((o) => o!.ms).join("/")} ms (stall included); served by the other worker after ` +
+          `${outcomes
+            .filter((o) => o?.ok)
+            .map((o) => o!.ms)
+            .join("/")} ms; pushes accepted again ` +
           `${recoveredIn} ms after the 503 (${Date.now() - started} ms after the stall began)`,
       );
     } finally {

@@ -1,16 +1,27 @@
-import net from "node:net";
+import type net from "node:net";
 import type { Logger } from "pino";
-import { errorBody, requestIdFor } from "../shared/http-error.js";
+import {
+  answerUnavailable,
+  type PortKind,
+  parseRequestLine,
+  readRequestLine,
+} from "../shared/front-door.js";
 import { slotFromRequestLine } from "../shared/ipc.js";
 import { holdHandleReads, resumeHandleReads } from "../shared/node-internals.js";
 
 /**
- * The primary's two listeners. For each TCP connection it reads only up to
- * the end of the HTTP request line, then either serves it itself (health,
- * readiness, metrics, dashboard) or hands the socket to a worker:
+ * The primary's routing of connections. Workers accept connections on both
+ * ports themselves (src/worker/front-door.ts, SO_REUSEPORT); the primary
+ * accepts on the listening sockets it holds (those of a worker being
+ * replaced, at start, while the host drains: src/primary/listeners.ts), and
+ * routes the few connections a worker relays to it (`accept`). For each, it
+ * reads only up to the end of the HTTP request line, then either serves it
+ * itself (health, readiness, metrics, dashboard) or hands the socket to a
+ * worker:
  *
  * - public port: by the slot encoded in the Engine.IO `sid`, else round-robin
- *   over workers that are up and not overloaded;
+ *   over workers that are up and not overloaded (not the worker that relayed
+ *   it, when another one is);
  * - API port: round-robin, no stickiness, so a keep-alive client keeps its
  *   connection to one worker for thousands of requests.
  *
@@ -28,7 +39,7 @@ import { holdHandleReads, resumeHandleReads } from "../shared/node-internals.js"
  * the primary itself reads from it again (src/shared/node-internals.ts).
  */
 
-export type PortKind = "public" | "api";
+export type { PortKind };
 
 export interface BalancerDeps {
   log: Logger;
@@ -45,34 +56,39 @@ export interface BalancerDeps {
   headerTimeoutMs?: number;
 }
 
-const MAX_REQUEST_LINE = 8 * 1024;
-
 export interface Balancer {
-  listen(port: PortKind, portNumber: number, host: string): Promise<number>;
-  close(): Promise<void>;
+  /** Routes the connections a listening socket the primary holds accepts. */
+  attach(port: PortKind, server: net.Server): void;
+  /**
+   * Routes a connection whose request line another process read (`head`:
+   * every byte read); `from`: the worker that relayed it, which gets it back
+   * only when no other worker may take it.
+   */
+  accept(port: PortKind, socket: net.Socket, head: Buffer, from?: number): void;
 }
 
 export function createBalancer(deps: BalancerDeps): Balancer {
-  const servers: net.Server[] = [];
   let rr = 0;
 
-  function pickSlot(): number | undefined {
-    const slots = deps.eligibleSlots();
+  function pickSlot(from: number | undefined): number | undefined {
+    const eligible = deps.eligibleSlots();
+    const others = eligible.filter((s) => s !== from);
+    const slots = others.length > 0 ? others : eligible;
     if (slots.length === 0) return undefined;
     rr = (rr + 1) % slots.length;
     return slots[rr];
   }
 
-  function route(port: PortKind, socket: net.Socket, head: Buffer, line: string): void {
-    const sp1 = line.indexOf(" ");
-    const sp2 = line.indexOf(" ", sp1 + 1);
-    const method = line.slice(0, sp1);
-    const target = line.slice(sp1 + 1, sp2 === -1 ? undefined : sp2);
-    const q = target.indexOf("?");
-    const path = q === -1 ? target : target.slice(0, q);
+  function route(
+    port: PortKind,
+    socket: net.Socket,
+    head: Buffer,
+    line: string,
+    from?: number,
+  ): void {
+    const { method, target, path } = parseRequestLine(line);
 
     if (deps.isPrimaryPath(port, method, path)) {
-      resumeHandleReads(socket);
       deps.serveLocally(socket, head);
       return;
     }
@@ -81,67 +97,39 @@ export function createBalancer(deps: BalancerDeps): Balancer {
       const owner = slotFromRequestLine(target);
       if (owner !== undefined && deps.liveSlots().has(owner)) slot = owner;
     }
-    slot ??= pickSlot();
+    slot ??= pickSlot(from);
+    holdHandleReads(socket);
     if (slot !== undefined && deps.handOff(slot, port, socket, head)) return;
     // The chosen worker is gone (it died before the supervisor heard of it): try the others.
     for (const other of deps.eligibleSlots()) {
       if (other !== slot && !socket.destroyed && deps.handOff(other, port, socket, head)) return;
     }
     resumeHandleReads(socket); // to see the client's end of the connection
-    // The contract's error body, as every other HTTP error.
-    const requestId = requestIdFor(undefined);
-    const body = JSON.stringify(errorBody("OVERLOADED", requestId, "no worker is ready, retry"));
-    socket.end(
-      "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n" +
-        `X-Request-Id: ${requestId}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
+    answerUnavailable(socket, "no worker is ready, retry");
+    // A relayed socket (`accept`) may not read again; it is not kept waiting for the client's end.
+    socket.setTimeout(5_000, () => socket.destroy());
   }
 
   function onConnection(port: PortKind, socket: net.Socket): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const timer = setTimeout(() => socket.destroy(), deps.headerTimeoutMs ?? 10_000);
-    const cleanup = () => {
-      clearTimeout(timer);
-      socket.off("data", onData);
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
-      const eol = head.indexOf("\r\n");
-      if (eol === -1 && size < MAX_REQUEST_LINE) return;
-      cleanup();
-      holdHandleReads(socket);
-      if (eol === -1) {
-        resumeHandleReads(socket);
-        socket.end("HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-        return;
-      }
-      route(port, socket, head, head.subarray(0, eol).toString("latin1"));
-    };
-    socket.on("data", onData);
-    socket.on("error", () => cleanup());
-    socket.on("close", () => cleanup());
+    readRequestLine(socket, deps.headerTimeoutMs ?? 10_000, (head, line) =>
+      route(port, socket, head, line),
+    );
   }
 
   return {
-    listen(port, portNumber, host) {
-      const server = net.createServer({ noDelay: true }, (socket) => onConnection(port, socket));
-      servers.push(server);
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen({ port: portNumber, host, backlog: 4096 }, () => {
-          server.off("error", reject);
-          const addr = server.address();
-          resolve(typeof addr === "object" && addr ? addr.port : portNumber);
-        });
+    attach(port, server) {
+      server.on("connection", (socket: net.Socket) => {
+        socket.setNoDelay(true);
+        onConnection(port, socket);
       });
     },
-    async close() {
-      // Stops accepting; connections already handed off belong to the workers.
-      for (const s of servers) s.close();
+    accept(port, socket, head, from) {
+      const eol = head.indexOf("\r\n");
+      if (eol === -1) {
+        socket.destroy();
+        return;
+      }
+      route(port, socket, head, head.subarray(0, eol).toString("latin1"), from);
     },
   };
 }

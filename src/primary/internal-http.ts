@@ -21,7 +21,6 @@ export interface InternalHttp {
   server: http.Server;
   serve(socket: net.Socket, head: Buffer): void;
   route(prefix: string, handler: RouteHandler): void;
-  handles(path: string): boolean;
 }
 
 export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
@@ -87,9 +86,6 @@ export function createInternalHttp(deps: {
     },
     route(prefix, handler) {
       routes.push([prefix, handler]);
-    },
-    handles(path) {
-      return match(path) !== undefined;
     },
   };
 }

@@ -12,6 +12,7 @@ import {
 import {
   createDispatch,
   createRpcClient,
+  type Handle,
   type RequestMessage,
   type RpcClient,
   RpcError,
@@ -32,22 +33,30 @@ type MessageOf<T extends Watched["t"]> = Extract<Watched, { t: T }>;
 type Answer<K extends keyof WorkerCalls> = (
   slot: number,
   request: WorkerCalls[K]["request"],
+  /** The listening socket an `ss:unlisten` carries. */
+  handle: Handle | undefined,
 ) => WorkerCalls[K]["result"] | Promise<WorkerCalls[K]["result"]>;
 
 export interface IpcHub {
   /** Messages of this tag from any worker (several handlers may watch one tag). */
   on<T extends Watched["t"]>(
     tag: T,
-    handler: (slot: number, msg: MessageOf<T>) => void,
+    /** `handle`: the socket an `ss:relay` carries. */
+    handler: (slot: number, msg: MessageOf<T>, handle: Handle | undefined) => void,
   ): () => void;
   /** Answers the workers' requests of this tag (one handler per tag). */
   answer<K extends keyof WorkerCalls>(tag: K, handler: Answer<K>): () => void;
-  /** A request to the worker in `slot`; rejects with an RpcError on timeout or when it exits. */
+  /**
+   * A request to the worker in `slot`; rejects with an RpcError on timeout
+   * or when it exits. A listening socket given as `handle` travels with it
+   * and stays open here.
+   */
   call<K extends keyof PrimaryCalls>(
     slot: number,
     tag: K,
     request: PrimaryCalls[K]["request"],
     timeoutMs: number,
+    handle?: Handle,
   ): Promise<PrimaryCalls[K]["result"]>;
   /** A one-way message to the worker in `slot`; false when it is not connected. */
   send(slot: number, msg: PrimaryMessage): boolean;
@@ -57,7 +66,7 @@ export interface IpcHub {
 const REPLY_TAGS: ReadonlySet<string> = new Set(Object.values(PRIMARY_CALLS));
 
 export function createIpcHub(sup: Supervisor): IpcHub {
-  const dispatcher = createDispatch<number>({
+  const dispatcher = createDispatch<{ slot: number; handle: Handle | undefined }>({
     replyTags: REPLY_TAGS,
     calls: WORKER_CALLS,
     side: "the primary",
@@ -72,17 +81,17 @@ export function createIpcHub(sup: Supervisor): IpcHub {
     if (!client) {
       client = createRpcClient<PrimaryCalls>({
         peer: `worker ${slot}`,
-        send: (msg) => sup.slots[slot]?.worker === worker && sup.send(slot, msg),
+        send: (msg, handle) => sup.slots[slot]?.worker === worker && sup.send(slot, msg, handle),
       });
       clients.set(worker, client);
     }
     return client;
   };
 
-  sup.on("message", (slot, msg: WorkerToPrimary, worker) => {
+  sup.on("message", (slot, msg: WorkerToPrimary, worker, handle) => {
     dispatcher.dispatch(
       msg,
-      slot,
+      { slot, handle },
       (reply) => clients.get(worker)?.settle(reply),
       // To the worker that asked: not to a replacement in its slot.
       (reply) => {
@@ -97,16 +106,18 @@ export function createIpcHub(sup: Supervisor): IpcHub {
 
   return {
     on: (tag, handler) =>
-      dispatcher.watch(tag, (msg: MessageOf<typeof tag>, slot: number) => handler(slot, msg)),
-    answer: (tag, handler) =>
-      dispatcher.answer(tag, (msg: WorkerCalls[typeof tag]["request"], slot: number) =>
-        handler(slot, msg),
+      dispatcher.watch(tag, (msg: MessageOf<typeof tag>, ctx) =>
+        handler(ctx.slot, msg, ctx.handle),
       ),
-    call(slot, tag, request, timeoutMs) {
+    answer: (tag, handler) =>
+      dispatcher.answer(tag, (msg: WorkerCalls[typeof tag]["request"], ctx) =>
+        handler(ctx.slot, msg, ctx.handle),
+      ),
+    call(slot, tag, request, timeoutMs, handle) {
       const client = clientOf(slot);
       if (!client)
         return Promise.reject(new RpcError("closed", `${tag}: no worker in slot ${slot}`));
-      return client.call(tag, request, timeoutMs);
+      return client.call(tag, request, timeoutMs, handle);
     },
     send: (slot, msg) => sup.send(slot, msg),
     broadcast: (msg) => sup.broadcast(msg),

@@ -1,10 +1,12 @@
 import cluster from "node:cluster";
+import { Socket } from "node:net";
 import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
 import type { Config } from "../shared/config.js";
 import type { PrimaryMessage } from "../shared/ipc.js";
 import { createLogRing } from "../shared/log-ring.js";
 import { primaryMetrics } from "../shared/metrics.js";
 import { initLogger, loggerOptionsFrom } from "../shared/logger.js";
+import { isPrimaryPath } from "../shared/front-door.js";
 import { createBalancer, type PortKind } from "./balancer.js";
 import { createDashboard } from "./dashboard/routes.js";
 import { attachDeliveryStores } from "./delivery-stores.js";
@@ -12,6 +14,7 @@ import { createHandoff } from "./handoff.js";
 import { createHeartbeat } from "./heartbeat.js";
 import { createInternalHttp } from "./internal-http.js";
 import { createIpcHub } from "./ipc-hub.js";
+import { createListeners } from "./listeners.js";
 import { createMetricsAggregator } from "./metrics-aggregator.js";
 import { createQueryHub } from "./queries.js";
 import { attachUserDirectory } from "./user-directory.js";
@@ -25,9 +28,11 @@ export interface PrimaryContext {
 }
 
 /**
- * The primary: forks and supervises workers, owns both listeners (handing
- * every connection to a worker), merges cluster-wide queries, and answers
- * health and readiness itself. It never handles a Socket.IO socket.
+ * The primary: forks and supervises workers, decides the ports (the workers
+ * accept connections themselves: listeners.ts), routes the connections a
+ * worker relays (another worker's session, the primary's own paths), merges
+ * cluster-wide queries, and answers health and readiness itself. It never
+ * handles a Socket.IO socket.
  */
 export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promise<void> {
   const recentLogs = createLogRing();
@@ -112,6 +117,8 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   internal.route("/dashboard", dashboard.handle);
 
   let pushedReasons = "";
+  let pushedAccepting = "";
+  const accepting = () => (draining ? [] : sup.acceptingSlots());
   const pushState = () => {
     const r = readiness();
     pushedReasons = r.reasons.join("\n");
@@ -124,7 +131,9 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       readyWorkers: sup.readySlots().length,
       ...boundPorts,
       replaced: sup.replaced,
+      accepting: accepting(),
     };
+    pushedAccepting = state.accepting.join();
     ipc.broadcast(state);
   };
   sup.on("ready", pushState);
@@ -137,12 +146,18 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     timeoutMs: cfg.WORKER_HANG_TIMEOUT_MS,
     ping: (slot, seq) => ipc.send(slot, { t: "ss:ping", seq }),
     onHung: (slot, silentMs) => {
-      log.error(
-        { worker: slot, workerPid: sup.slots[slot]?.worker?.process.pid, silentMs },
-        "worker stopped answering the heartbeat; taking it out of rotation and replacing it",
-      );
+      const workerPid = sup.slots[slot]?.worker?.process.pid;
       primaryMetrics.workersReplaced.inc({ reason: "hung" });
-      sup.replaceHung(slot, silentMs);
+      // Killed at once: until it is gone, the kernel gives its listeners new
+      // connections. Logged once it is gone, when new connections reach only live workers.
+      void sup
+        .replaceHung(slot, silentMs)
+        .then(() =>
+          log.error(
+            { worker: slot, workerPid, silentMs },
+            "worker stopped answering the heartbeat; killed it and replacing it",
+          ),
+        );
       pushState();
     },
   });
@@ -151,8 +166,14 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   sup.on("exit", (slot) => heartbeat.forget(slot));
   // Load reports can change readiness too (a worker's Redis down or back):
   // workers answer /ready on kept-alive connections, so they must hear of it.
+  // And so can the slots taking new sessions, which a shedding worker passes its new sessions to.
   ipc.on("ss:load", () => {
-    if (readiness().reasons.join("\n") !== pushedReasons) pushState();
+    if (
+      readiness().reasons.join("\n") !== pushedReasons ||
+      accepting().join() !== pushedAccepting
+    ) {
+      pushState();
+    }
   });
   sup.on("crash-loop", () => void shutdown("crash-loop", 1));
 
@@ -176,14 +197,25 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     liveSlots: () => sup.liveSlots(),
     handOff: (slot, port: PortKind, socket, head) => handoff.send(slot, port, socket, head),
     serveLocally: (socket, head) => internal.serve(socket, head),
-    isPrimaryPath: (port, method, path) =>
-      (method === "GET" &&
-        (path === "/health" ||
-          (port === "api" && (path === "/ready" || (path !== "/" && internal.handles(path)))))) ||
-      // The dashboard's login and logout forms.
-      (port === "api" && method === "POST" && path.startsWith("/dashboard/")),
+    isPrimaryPath,
     // Until the request line: a connection that sends nothing is not kept longer than a stalled one.
     headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
+  });
+  // Connections a worker accepted but does not serve: another worker's session,
+  // the primary's paths, a new session while it sheds load or stops.
+  ipc.on("ss:relay", (slot, msg, socket) => {
+    if (socket instanceof Socket) {
+      balancer.accept(msg.port, socket, Buffer.from(msg.head, "latin1"), slot);
+    }
+  });
+  const listeners = createListeners({
+    sup,
+    ipc,
+    balancer,
+    log,
+    ports: { public: cfg.PORT, api: cfg.API_PORT },
+    hosts: { public: cfg.HOST, api: cfg.API_HOST ?? cfg.HOST },
+    listenTimeoutMs: 5_000,
   });
 
   // Signals are handled from before the first fork: a SIGTERM during start
@@ -195,16 +227,18 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
       log.info({ reason }, "shutting down");
       draining = true;
       pushState();
-      // The listeners stay open until the workers are gone, only to answer:
-      // /ready says 503 "draining" at once, and everything else gets 503 with
-      // Retry-After (no worker is eligible while draining), so a load balancer
-      // sees "not ready" rather than refused connections. Sessions already on
-      // a worker still reach it while it drains.
+      // Each stopping worker gives its listening sockets back (listeners.ts);
+      // the primary accepts on them until the workers are gone, only to
+      // answer: /ready says 503 "draining" at once, and everything else gets
+      // 503 with Retry-After (no worker is eligible while draining), so a
+      // load balancer sees "not ready" rather than refused connections.
+      // Sessions already on a worker still reach it while it drains.
+      listeners.drain();
       dashboard.close();
       heartbeat.stop();
       metricsAggregator.stop();
       await sup.stop(cfg.SHUTDOWN_TIMEOUT_MS);
-      await balancer.close();
+      listeners.close();
       deliveryStores.close();
       log.info("all workers stopped; bye");
       await new Promise<void>((resolve) => log.flush(() => resolve()));
@@ -237,9 +271,8 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   sup.start();
   await allReady;
   // Listen only once every worker is ready: a connection handed to a worker
-  // that is still loading would be lost.
-  const publicPort = await balancer.listen("public", cfg.PORT, cfg.HOST);
-  const apiPort = await balancer.listen("api", cfg.API_PORT, cfg.API_HOST ?? cfg.HOST);
+  // that is still loading would be lost. A worker listens itself only once ready.
+  const { publicPort, apiPort } = await listeners.start();
   listening = true;
   boundPorts = { publicPort, apiPort };
   pushState();
@@ -247,7 +280,10 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   const shownHost = (h: string) => (h === "0.0.0.0" || h === "::" ? "localhost" : h);
   const shown = shownHost(cfg.HOST);
   const shownApi = shownHost(cfg.API_HOST ?? cfg.HOST);
-  log.info({ publicPort, apiPort, workers: cfg.WORKERS }, "listening");
+  log.info(
+    { publicPort, apiPort, workers: cfg.WORKERS, workersListening: listeners.workersListening },
+    "listening",
+  );
   // A machine-readable line for tests and scripts that start us on port 0.
   process.stdout.write(`${JSON.stringify({ msg: "ports", publicPort, apiPort })}\n`);
   if (cfg.demo) {

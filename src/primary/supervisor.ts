@@ -1,5 +1,6 @@
 import cluster, { type Worker } from "node:cluster";
 import { EventEmitter } from "node:events";
+import { Socket } from "node:net";
 import type { Logger } from "pino";
 import type {
   PrimaryToWorker,
@@ -8,6 +9,7 @@ import type {
   WorkerToPrimary,
 } from "../shared/ipc.js";
 import { isWorkerToPrimary } from "../shared/ipc.js";
+import type { Handle } from "../shared/ipc-rpc.js";
 
 /**
  * Forks one worker per slot and keeps each slot filled: a worker that exits
@@ -43,7 +45,10 @@ export interface SupervisorOptions {
 }
 
 export interface SupervisorEvents {
-  message: [slot: number, msg: WorkerToPrimary, worker: Worker];
+  /** `handle`: the socket an `ss:relay` carries, the listening socket an `ss:unlisten` carries. */
+  message: [slot: number, msg: WorkerToPrimary, worker: Worker, handle: Handle | undefined];
+  /** The slot's worker is asked to stop (rolling restart) or killed (hung): out of rotation. */
+  retiring: [slot: number];
   ready: [slot: number];
   exit: [slot: number, code: number | null, signal: string | null, worker: Worker];
   "all-ready": [];
@@ -90,8 +95,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     s.hung = false;
     s.load = undefined;
     s.startedAt = Date.now();
-    worker.on("message", (msg: unknown) => {
-      if (!isWorkerToPrimary(msg)) return;
+    worker.on("message", (msg: unknown, handle?: unknown) => {
+      if (!isWorkerToPrimary(msg)) {
+        // A handle nobody will route would stay open.
+        if (handle instanceof Socket) handle.destroy();
+        return;
+      }
       if (msg.t === "ss:ready") {
         s.ready = true;
         this.emit("ready", s.slot);
@@ -103,7 +112,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         s.load = msg.load;
       }
       // To the primary's IPC hub (src/primary/ipc-hub.ts), its one listener.
-      this.emit("message", s.slot, msg, worker);
+      this.emit("message", s.slot, msg, worker, handle as Handle | undefined);
     });
     worker.on("error", (err) => this.opts.log.warn({ err, slot: s.slot }, "worker channel error"));
     worker.on("exit", (code, signal) => this.onExit(s, worker, code, signal));
@@ -153,15 +162,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /**
    * The worker in `slot` stopped answering the heartbeat (a blocked event
-   * loop, a stopped process): from now on it gets no new connections and no
-   * request of a session it owns (it is not live), it is asked to stop, and
-   * killed after `graceMs` (a stopped or blocked process cannot act on
-   * SIGTERM); its exit forks a replacement at once.
+   * loop, a stopped process): it gets no request of a session it owns (it is
+   * not live) and is killed at once; its exit forks a replacement at once.
+   * SIGKILL, not SIGTERM with a grace: the worker accepts connections on its
+   * own listening sockets (SO_REUSEPORT), and the kernel keeps giving it its
+   * share of new ones until the process is gone; a stopped or blocked
+   * process could not act on SIGTERM anyway. Resolves once it is gone (its
+   * listening sockets with it).
    */
-  replaceHung(slot: number, silentMs: number, graceMs = 1_000): void {
+  replaceHung(slot: number, silentMs: number): Promise<void> {
     const s = this.slots[slot];
     const worker = s?.worker;
-    if (!s || !worker || s.hung || this.stopping) return;
+    if (!s || !worker || s.hung || this.stopping) return Promise.resolve();
     s.hung = true;
     s.ready = false;
     this.hungWorkers.add(worker);
@@ -173,18 +185,20 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       at: new Date().toISOString(),
     });
     if (this.replaced.length > 20) this.replaced.shift();
-    worker.process.kill("SIGTERM");
-    const kill = setTimeout(() => worker.process.kill("SIGKILL"), graceMs);
-    worker.once("exit", () => clearTimeout(kill));
+    this.emit("retiring", slot);
+    const gone = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+    worker.process.kill("SIGKILL");
+    return gone;
   }
 
-  send(slot: number, msg: PrimaryToWorker, handle?: import("node:net").Socket): boolean {
+  /** A sent net.Socket is closed here once the worker has it; a sent listening socket stays open. */
+  send(slot: number, msg: PrimaryToWorker, handle?: Handle): boolean {
     const w = this.slots[slot]?.worker;
     if (!w?.isConnected()) return false;
     try {
       if (handle) {
         w.send(msg, handle, (err: Error | null) => {
-          if (err) handle.destroy();
+          if (err && handle instanceof Socket) handle.destroy();
         });
       } else {
         w.send(msg);
@@ -207,9 +221,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Ready and not overloaded; falls back to every ready slot if all are loaded. */
   eligibleSlots(): number[] {
-    const ready = this.slots.filter((s) => s.ready && !s.hung && s.worker?.isConnected());
-    const fresh = ready.filter((s) => !s.load?.overloaded);
-    return (fresh.length > 0 ? fresh : ready).map((s) => s.slot);
+    const fresh = this.acceptingSlots();
+    return fresh.length > 0 ? fresh : this.readySlots();
+  }
+
+  /** Ready and not overloaded (by the last load reports). */
+  acceptingSlots(): number[] {
+    return this.slots
+      .filter((s) => s.ready && !s.hung && !s.load?.overloaded && s.worker?.isConnected())
+      .map((s) => s.slot);
   }
 
   liveSlots(): Set<number> {
@@ -252,6 +272,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         this.retiring.add(old);
         // Not ready from now: new sessions go to the other workers.
         s.ready = false;
+        this.emit("retiring", s.slot);
         const kill = setTimeout(() => old.process.kill("SIGKILL"), drainTimeoutMs + 1_000);
         old.once("exit", () => clearTimeout(kill));
         try {

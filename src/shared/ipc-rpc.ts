@@ -1,3 +1,5 @@
+import type { Server, Socket } from "node:net";
+
 /**
  * Request/reply over one IPC channel, the same in both directions: a call
  * gets an id, and its reply, under the reply tag of the request, carries the
@@ -44,12 +46,17 @@ export class RpcError extends Error {
   }
 }
 
+/** What may travel with a request: a socket, a listening server (node:net). */
+export type Handle = Socket | Server;
+
 export interface RpcClient<C extends CallMap<C>> {
   /** Sends the request and resolves with its reply's result; rejects with an RpcError. */
   call<K extends keyof C & string>(
     tag: K,
     request: C[K]["request"],
     timeoutMs: number,
+    /** Travels with the request (a listening socket: `ss:listen`, `ss:unlisten`). */
+    handle?: Handle,
   ): Promise<C[K]["result"]>;
   /** Sends the request without asking for a reply; false when the channel is closed. */
   notify<K extends keyof C & string>(tag: K, request: C[K]["request"]): boolean;
@@ -71,16 +78,16 @@ export function createRpcClient<C extends CallMap<C>>(deps: {
   /** Who answers, for error messages: "the primary", "worker 2". */
   peer: string;
   /** Sends on the channel; false (or a throw) when it is closed. */
-  send(msg: RequestMessage<C>): boolean;
+  send(msg: RequestMessage<C>, handle?: Handle): boolean;
 }): RpcClient<C> {
   let nextId = 1;
   let closed: string | undefined;
   const pending = new Map<number, Pending>();
 
-  const trySend = (msg: RequestMessage<C>): boolean => {
+  const trySend = (msg: RequestMessage<C>, handle?: Handle): boolean => {
     if (closed !== undefined) return false;
     try {
-      return deps.send(msg);
+      return deps.send(msg, handle);
     } catch {
       return false;
     }
@@ -89,7 +96,7 @@ export function createRpcClient<C extends CallMap<C>>(deps: {
     ({ ...data, t: tag, id }) as RequestMessage<C>;
 
   return {
-    call(tag, data, timeoutMs) {
+    call(tag, data, timeoutMs, handle) {
       const id = nextId++;
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
@@ -97,7 +104,7 @@ export function createRpcClient<C extends CallMap<C>>(deps: {
           reject(new RpcError("timeout", `${tag}: no reply from ${deps.peer} in ${timeoutMs} ms`));
         }, timeoutMs);
         pending.set(id, { resolve, reject, timer });
-        if (!trySend(request(tag, id, data))) {
+        if (!trySend(request(tag, id, data), handle)) {
           clearTimeout(timer);
           pending.delete(id);
           reject(

@@ -94,6 +94,13 @@ export interface WorkerCalls {
   >;
   /** A /metrics scrape that reached a worker: the primary's merged text. */
   "ss:scrape": Call<Record<never, never>, "ss:scrape-result", ScrapeAnswer>;
+  /**
+   * A stopping worker gives its listening socket on `port` back (the
+   * net.Server travels as the message's handle); answered once the primary
+   * accepts on it, after which the worker may close its own copy without
+   * resetting the connections queued on it (src/primary/listeners.ts).
+   */
+  "ss:unlisten": Call<{ port: "public" | "api" }, "ss:unlistened", null>;
 }
 
 /** Requests the primary makes of one worker. */
@@ -105,6 +112,14 @@ export interface PrimaryCalls {
    * (src/primary/revocation-keeper.ts); answered with how many were new to it.
    */
   "ss:revocations": Call<{ entries: RevocationEntry[] }, "ss:revocations-ok", { added: number }>;
+  /**
+   * Accept connections on this listening socket of `port` (the net.Server
+   * travels as the message's handle; one socket of the port's SO_REUSEPORT
+   * group: src/worker/front-door.ts); answered once the worker accepts on it,
+   * after which the primary closes its own copy. Sent to a worker once it
+   * is ready.
+   */
+  "ss:listen": Call<{ port: "public" | "api" }, "ss:listening", null>;
 }
 
 interface Call<Request extends object, Reply extends string, Result> extends CallSpec {
@@ -119,10 +134,12 @@ export const WORKER_CALLS: { readonly [K in keyof WorkerCalls]: WorkerCalls[K]["
   "ss:store": "ss:store-result",
   "ss:stored-users-all": "ss:stored-users-all-result",
   "ss:scrape": "ss:scrape-result",
+  "ss:unlisten": "ss:unlistened",
 };
 export const PRIMARY_CALLS: { readonly [K in keyof PrimaryCalls]: PrimaryCalls[K]["reply"] } = {
   "ss:local-query": "ss:local-result",
   "ss:revocations": "ss:revocations-ok",
+  "ss:listen": "ss:listening",
 };
 
 /** A worker that stopped answering the heartbeat and was killed and replaced. */
@@ -153,7 +170,13 @@ export type WorkerMessage =
    * order, each with the `hostClock()` time of the change
    * (src/primary/user-directory.ts). Nobody waits for it.
    */
-  | { t: "ss:users"; changes: [userId: string, present: boolean, at: number][] };
+  | { t: "ss:users"; changes: [userId: string, present: boolean, at: number][] }
+  /**
+   * A connection this worker accepted that is not its own to serve (a
+   * primary path, or a session another worker owns); the socket travels as
+   * the message's handle, `head` is every byte read from it (latin1).
+   */
+  | { t: "ss:relay"; port: "public" | "api"; head: string };
 
 /** Primary → worker, one way. */
 export type PrimaryMessage =
@@ -172,6 +195,8 @@ export type PrimaryMessage =
       apiPort?: number;
       /** Workers the primary replaced because they hung, newest last. */
       replaced: ReplacedWorker[];
+      /** Slots taking new sessions (ready, not shedding load), as the load reports say. */
+      accepting: number[];
     }
   | { t: "ss:shutdown"; timeoutMs: number }
   /** The heartbeat (src/primary/heartbeat.ts): answer with `ss:pong`. */
@@ -203,6 +228,7 @@ const WORKER_MESSAGES: Record<WorkerMessage["t"], true> = {
   "ss:restart-workers": true,
   "ss:pong": true,
   "ss:users": true,
+  "ss:relay": true,
 };
 const PRIMARY_MESSAGES: Record<PrimaryMessage["t"], true> = {
   "ss:conn": true,
@@ -324,7 +350,7 @@ export type StoreResult = StoreResults[StoreOp["op"]];
 
 /**
  * Engine.IO session ids carry the slot of the worker that owns them
- * (`<slot>_<random>`), so the primary routes every request of a session
+ * (`<slot>_<random>`), so whoever accepts a request of a session routes it
  * without a table to keep in sync and without a race on fresh sessions.
  */
 export function sidForSlot(slot: number, random: string): string {

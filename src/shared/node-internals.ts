@@ -94,3 +94,20 @@ export function startStalledRequestChecks(server: http.Server, intervalMs: numbe
   (server as { connectionsCheckingInterval?: number }).connectionsCheckingInterval = intervalMs;
   if (!server.listening) server.emit("listening");
 }
+
+// ---- net: a listening socket received from another process ----
+
+/**
+ * Sets a listening socket's backlog (listen(2) again on the bound socket,
+ * through the libuv handle). A net.Server received over IPC listens on the
+ * sent socket with Node's default backlog, 511 (child_process's handle
+ * conversion calls `server.listen(handle)`, which calls `_handle.listen(511)`
+ * with no backlog given), which would shrink the queue of a socket that
+ * travels between the primary and its workers. Returns libuv's status (0).
+ */
+export function setListenBacklog(server: net.Server, backlog: number): number {
+  const handle = (
+    server as unknown as { _handle?: { listen?: (backlog: number) => number } | null }
+  )._handle;
+  return handle?.listen?.(backlog) ?? -1;
+}

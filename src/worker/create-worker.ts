@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
+import net from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createAdapter as createClusterAdapter } from "@socket.io/cluster-adapter";
 import { Server, type ServerOptions } from "socket.io";
@@ -16,6 +17,7 @@ import { createDemo } from "./http/demo.js";
 import { createForwarder } from "./forward/create-forwarder.js";
 import { createLifecycleHooks } from "./forward/lifecycle-hooks.js";
 import { createDirectPush } from "./push/direct-push.js";
+import { createFrontDoor } from "./front-door.js";
 import { attachGateway, type GatewayServer } from "./gateway/gateway.js";
 import type { WorkerChannel } from "./ipc-channel.js";
 import { createLocalQueries } from "./local-queries.js";
@@ -47,9 +49,9 @@ export interface WorkerDeps {
 }
 
 export interface Worker {
-  /** Answers the public port's connections, which the primary hands over. */
+  /** Answers the public port's connections (its own front door's, or handed over by the primary). */
   publicServer: http.Server;
-  /** Answers the API port's connections, which the primary hands over. */
+  /** Answers the API port's connections (its own front door's, or handed over by the primary). */
   apiServer: http.Server;
   io: GatewayServer;
   /** Waits (briefly) for Redis and the stores, then tells the primary this worker is ready. */
@@ -65,10 +67,12 @@ export interface Worker {
 }
 
 /**
- * A worker: one Socket.IO server on connections the primary hands over
- * (public port) and the backend API on the others (API port). It never
- * listens on a port itself, and never touches the process (signals, exit:
- * run-worker.ts).
+ * A worker: one Socket.IO server on the public port's connections and the
+ * backend API on the API port's. It accepts them itself on the listening
+ * sockets the primary lends it (`ss:listen`, once ready: front-door.ts), and
+ * takes those the primary hands over (`ss:conn`: sessions this worker owns
+ * that reached another process). It never touches the process (signals,
+ * exit: run-worker.ts).
  */
 export function createWorker(deps: WorkerDeps): Worker {
   const { cfg, log, slot, primary, recentLogs } = deps;
@@ -81,6 +85,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     reasons: ["starting"],
     workers: { ready: 0, total: cfg.WORKERS },
     replaced: [] as ReplacedWorker[],
+    accepting: [] as number[],
   };
 
   // The ports the primary bound (PORT/API_PORT may be 0); the demo page shows the API one.
@@ -114,9 +119,9 @@ export function createWorker(deps: WorkerDeps): Worker {
     // Per-address admission from the first Engine.IO request (protection/admission.ts).
     allowRequest: (req, callback) => protection.allowRequest(req, callback),
   });
-  // Every public-port response closes its connection: the primary routed
-  // this TCP connection by the first request's sid, and a browser may reuse
-  // a keep-alive connection for another tab's session (sticky's flaw).
+  // Every public-port response closes its connection: this TCP connection was
+  // routed by its first request's sid, and a browser may reuse a keep-alive
+  // connection for another tab's session (sticky's flaw).
   // Added after `new Server()`, which replaces the request listeners it finds.
   publicServer.prependListener("request", (_req, res: http.ServerResponse) => {
     res.shouldKeepAlive = false;
@@ -247,6 +252,20 @@ export function createWorker(deps: WorkerDeps): Worker {
   }, 1_000);
   loadTimer.unref();
 
+  const frontDoor = createFrontDoor({
+    log,
+    slot,
+    servers: { public: publicServer, api: apiServer },
+    relay: (port, socket, head, written) =>
+      primary.send({ t: "ss:relay", port, head: head.toString("latin1") }, socket, written),
+    // Shedding load, with another worker that takes new sessions: the primary hands them there.
+    passOnNew: () => overloaded() && primaryState.accepting.some((s) => s !== slot),
+    giveBack: async (port, server) => {
+      await primary.call("ss:unlisten", { port }, 2_000, server);
+    },
+    headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
+  });
+
   const shutdown = (timeoutMs: number): Promise<number> => {
     if (!shuttingDown) void stop(timeoutMs);
     return stopped;
@@ -259,6 +278,10 @@ export function createWorker(deps: WorkerDeps): Worker {
       settle(1);
     }, timeoutMs);
     log.info("worker shutting down");
+    // First, no new connections: the listening sockets go back to the
+    // primary (which accepts on them until a replacement takes them), and
+    // the kernel gives new connections to the other workers or to it.
+    await frontDoor.close(Math.min(2_000, timeoutMs / 4));
     // From here new handshakes and API requests are refused (protection).
     // Forwards and API requests in flight (pushes waiting for client acks)
     // finish while their clients are still connected; then the clients are
@@ -283,11 +306,22 @@ export function createWorker(deps: WorkerDeps): Worker {
   };
 
   primary.on("ss:conn", (msg, handle) => {
-    if (!handle) return;
+    if (!(handle instanceof net.Socket)) return;
     const server = msg.port === "public" ? publicServer : apiServer;
     server.emit("connection", handle);
     handle.emit("data", Buffer.from(msg.head, "latin1"));
     handle.resume();
+  });
+  primary.answer("ss:listen", ({ port }, handle) => {
+    if (!(handle instanceof net.Server)) throw new Error("ss:listen without its socket");
+    if (shuttingDown) {
+      // The primary's copy stays open: closing this one resets nothing.
+      handle.close();
+      throw new Error("the worker is stopping");
+    }
+    frontDoor.adopt(port, handle);
+    log.debug({ port }, "accepting connections");
+    return null;
   });
   primary.answer("ss:local-query", ({ q }) => answer(q));
   primary.on("ss:state", (msg) => {
@@ -297,6 +331,7 @@ export function createWorker(deps: WorkerDeps): Worker {
       reasons: msg.reasons,
       workers: { ready: msg.readyWorkers, total: msg.workers },
       replaced: msg.replaced,
+      accepting: msg.accepting,
     };
     if (msg.apiPort !== undefined) {
       boundPorts = { publicPort: msg.publicPort, apiPort: msg.apiPort };

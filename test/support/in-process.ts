@@ -1,7 +1,7 @@
 import type { Worker as ClusterWorker } from "node:cluster";
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type net from "node:net";
+import net from "node:net";
 import { Adapter } from "socket.io-adapter";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { createBalancer, type PortKind } from "../../src/primary/balancer.js";
@@ -21,6 +21,7 @@ import {
   type PrimaryToWorker,
   type WorkerToPrimary,
 } from "../../src/shared/ipc.js";
+import { isPrimaryPath } from "../../src/shared/front-door.js";
 import { createLogRing } from "../../src/shared/log-ring.js";
 import { initLogger, loggerOptionsFrom } from "../../src/shared/logger.js";
 import { primaryRegistry, registry } from "../../src/shared/metrics.js";
@@ -147,7 +148,7 @@ class OneWorkerSupervisor extends EventEmitter<SupervisorEvents> {
     } else if (msg.t === "ss:load") {
       s.load = msg.load;
     }
-    this.emit("message", 0, msg, this.worker);
+    this.emit("message", 0, msg, this.worker, undefined);
   }
 
   send(slot: number, msg: PrimaryToWorker, handle?: net.Socket): boolean {
@@ -295,6 +296,7 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
       readyWorkers: sup.readySlots().length,
       ...boundPorts,
       replaced: sup.replaced,
+      accepting: draining ? [] : sup.eligibleSlots(),
     };
     ipc.broadcast(state);
   };
@@ -309,11 +311,7 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
     handOff: (slot, port: PortKind, socket, head) =>
       sup.send(slot, { t: "ss:conn", port, head: head.toString("latin1") }, socket),
     serveLocally: (socket, head) => internal.serve(socket, head),
-    isPrimaryPath: (port, method, path) =>
-      (method === "GET" &&
-        (path === "/health" ||
-          (port === "api" && (path === "/ready" || (path !== "/" && internal.handles(path)))))) ||
-      (port === "api" && method === "POST" && path.startsWith("/dashboard/")),
+    isPrimaryPath,
     headerTimeoutMs: Math.min(10_000, cfg.HTTP_REQUEST_TIMEOUT_MS),
   });
 
@@ -341,7 +339,16 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
       resolve(typeof addr === "object" && addr ? addr.port : cfg.PORT);
     });
   });
-  const apiPort = await balancer.listen("api", cfg.API_PORT, cfg.API_HOST ?? cfg.HOST);
+  // The API port: a listening socket the primary holds, routed by its balancer.
+  const apiListener = net.createServer();
+  const apiPort = await new Promise<number>((resolve, reject) => {
+    apiListener.once("error", reject);
+    apiListener.listen(cfg.API_PORT, cfg.API_HOST ?? cfg.HOST, () => {
+      const addr = apiListener.address();
+      resolve(typeof addr === "object" && addr ? addr.port : cfg.API_PORT);
+    });
+  });
+  balancer.attach("api", apiListener);
   listening = true;
   boundPorts = { publicPort, apiPort };
   pushState();
@@ -376,7 +383,7 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
       sup.send(0, { t: "ss:shutdown", timeoutMs: deadline });
       const code = await worker.stopped;
       oneSup.exited(code);
-      await balancer.close();
+      await new Promise<void>((resolve) => apiListener.close(() => resolve()));
       deliveryStores.close();
       // A worker process would exit here: what it still holds is closed.
       for (const server of [worker.publicServer, worker.apiServer, internal.server]) {
