@@ -37,7 +37,13 @@ async function main() {
 
   await eachTargetRound(o, { keys }, async (target, round, name, clients) => {
     const base = await sample(target, o.MEMORY_SETTLE_MS);
-    const row = { target: name, round, baseMb: base.totalKb / 1024, processes: base.processes };
+    const row = {
+      target: name,
+      round,
+      baseMb: base.totalKb / 1024,
+      processes: base.processes,
+      basePerProcessKb: base.perProcessKb,
+    };
     let have = 0;
     for (const step of o.MEMORY_STEPS) {
       const fleet = await openFleet(target, tokens.slice(have, step), {
@@ -63,8 +69,10 @@ async function main() {
     row.loadgenMb = rssKb(process.pid) / 1024;
     row.kbPerConn = row[`kbPerConn${max}`];
     rows.push(row);
+    const mb = (kbs) => kbs.map((kb) => (kb / 1024).toFixed(0)).join(" + ");
     process.stdout.write(
-      `round ${round} ${name}: ${row.kbPerConn.toFixed(1)} KB per connection (0→${max}), base ${row.baseMb.toFixed(0)} MB\n`,
+      `round ${round} ${name}: ${row.kbPerConn.toFixed(1)} KB per connection (0→${max}), base ${row.baseMb.toFixed(0)} MB` +
+        ` (per process ${mb(row.basePerProcessKb)} MB; at ${max}: ${mb(row.perProcessKb)} MB)\n`,
     );
   });
 
