@@ -1,7 +1,8 @@
 import { openFleet } from "./lib/fleet.mjs";
 import { COMMON, settings } from "./lib/knobs.mjs";
 import { checkOpenFiles } from "./lib/limits.mjs";
-import { rssKb } from "./lib/proc.mjs";
+import { startLagListener } from "./lib/lag-listener.mjs";
+import { loadMeter, rssKb } from "./lib/proc.mjs";
 import { COLUMNS, describeRatios, markdownTable, publish, ratios } from "./lib/report.mjs";
 import { runBench } from "./lib/run.mjs";
 import { sleep } from "./lib/stats.mjs";
@@ -34,8 +35,9 @@ async function main() {
   checkOpenFiles(max);
   const { keys, tokens } = await benchTokens(o.MEMORY_ALG, max);
   const rows = [];
+  const lag = await startLagListener();
 
-  await eachTargetRound(o, { keys }, async (target, round, name, clients) => {
+  await eachTargetRound(o, { keys, probePort: lag.port }, async (target, round, name, clients) => {
     const base = await sample(target, o.MEMORY_SETTLE_MS);
     const row = {
       target: name,
@@ -61,7 +63,13 @@ async function main() {
         );
       }
       have = step;
+      // The serving processes' event-loop lag while they hold the clients idle.
+      const meter = loadMeter(target, lag);
       const s = await sample(target, o.MEMORY_SETTLE_MS);
+      await sleep(300); // the probe reports every 250 ms
+      const held = meter.lag();
+      row.heldLagP99Ms = held.worstP99Ms;
+      row.heldCores = meter.stop().serverCpu.totalCores;
       row[`kbPerConn${step}`] = (s.totalKb - base.totalKb) / step;
       row[`mb${step}`] = s.totalKb / 1024;
       row.perProcessKb = s.perProcessKb;
@@ -83,8 +91,11 @@ async function main() {
     { key: "baseMb", title: "RSS at 0 (MB)", digits: 0 },
     ...o.MEMORY_STEPS.map((s) => ({ key: `mb${s}`, title: `RSS at ${s} (MB)`, digits: 0 })),
     ...o.MEMORY_STEPS.map((s) => ({ key: `kbPerConn${s}`, title: `KB/conn 0→${s}`, digits: 1 })),
+    { key: "heldLagP99Ms", title: `lag p99 holding ${max}, worst ms`, digits: 1 },
+    { key: "heldCores", title: `CPU holding ${max} idle (cores)`, digits: 2 },
     { key: "retried", title: "handshakes retried", digits: 0 },
   ];
+  lag.close();
   const ratio = ratios(rows, "kbPerConn", { higherIsBetter: false });
   publish(
     "memory",
