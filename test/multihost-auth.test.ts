@@ -25,7 +25,7 @@ const started: RunningServer[] = [];
 async function host(env: Record<string, string>, workers = 1): Promise<RunningServer> {
   const s = await startServer({
     workers,
-    env: { LOG_LEVEL: "info", MAX_EVENT_LOOP_LAG_MS: "5000", ...env },
+    env: { LOG_LEVEL: "info", MAX_EVENT_LOOP_LAG_MS: "5000", MAX_PUSH_LAG_MS: "5000", ...env },
   });
   started.push(s);
   return s;

@@ -27,6 +27,7 @@ beforeAll(async () => {
     REDIS_URL: redis.url,
     LOG_LEVEL: "info",
     MAX_EVENT_LOOP_LAG_MS: "5000",
+    MAX_PUSH_LAG_MS: "5000",
     QUERY_TIMEOUT_MS: "1500",
   };
   [a, b] = await Promise.all([startServer({ env }), startServer({ env })]);

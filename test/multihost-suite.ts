@@ -73,6 +73,7 @@ export function defineMultiHostSuite(mode: "classic" | "sharded"): void {
       LOG_LEVEL: "info",
       // Other test files may load this 2-core machine; load shedding is not under test.
       MAX_EVENT_LOOP_LAG_MS: "5000",
+      MAX_PUSH_LAG_MS: "5000",
     };
     [a, b] = await Promise.all([startServer({ env }), startServer({ env })]);
     await waitForHosts([a, b], 2);

@@ -318,7 +318,12 @@ export const CONFIG_SCHEMA = z.object({
     ),
   MAX_EVENT_LOOP_LAG_MS: positiveInt
     .default(500)
-    .describe("event-loop lag p99 beyond which a worker sheds new work"),
+    .describe("event-loop lag p99 beyond which a worker refuses new sessions (OVERLOADED)"),
+  MAX_PUSH_LAG_MS: positiveInt
+    .default(2_000)
+    .describe(
+      "event-loop lag p99 beyond which a worker refuses pushes (503 OVERLOADED): seconds behind, a load nobody can take",
+    ),
   MAX_BUFFERED_BYTES_PER_SOCKET: positiveInt
     .default(1_048_576)
     .describe("output buffered for a slow client before it is disconnected"),

@@ -194,6 +194,7 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
     LOG_LEVEL: "warn",
     // As startServer: other test files run at the same time on this machine.
     MAX_EVENT_LOOP_LAG_MS: "5000",
+    MAX_PUSH_LAG_MS: "5000",
     ...(opts.bare
       ? {}
       : {

@@ -55,6 +55,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     // over the default 500 ms made servers shed (503, OVERLOADED) in tests
     // where load shedding is not under test. protection.test.ts sets its own.
     MAX_EVENT_LOOP_LAG_MS: "5000",
+    MAX_PUSH_LAG_MS: "5000",
     ...(opts.bare
       ? {}
       : {

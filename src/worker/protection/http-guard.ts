@@ -61,7 +61,7 @@ export function createHttpGuard(deps: {
 
   /** Steps 2 and 3 for a push by this API key: the refusal, or undefined to go on. */
   const admitPush = async (keyId: string): Promise<GatewayError | undefined> => {
-    if (shedder.reason() === "event_loop_lag") {
+    if (shedder.shedsPushes()) {
       metrics.shed.inc({ reason: "push_lag" });
       return new GatewayError("OVERLOADED", undefined, { retryAfter: SHED_RETRY_AFTER_SECONDS });
     }

@@ -2,8 +2,16 @@ import { performance } from "node:perf_hooks";
 
 /**
  * Decides whether this worker takes new work: over MAX_CONNECTIONS_PER_WORKER
- * or MAX_EVENT_LOOP_LAG_MS, new handshakes get OVERLOADED and pushes 503;
- * sockets already connected are kept.
+ * or MAX_EVENT_LOOP_LAG_MS, new handshakes get OVERLOADED; over
+ * MAX_PUSH_LAG_MS, pushes get 503. Sockets already connected are kept.
+ *
+ * Pushes have their own, higher limit: a refused handshake costs the client
+ * a retry with backoff, a refused push costs the backend a retry or the
+ * message. A fan-out at a rate the box only just takes (each broadcast to
+ * thousands of sockets holds the loop for tens of milliseconds) runs a lag
+ * of several hundred milliseconds while it delivers everything (the docs'
+ * cluster recipe takes that load with no refusal: bench/RESULTS.md). Pushes
+ * are refused when the loop falls seconds behind: a load nobody can take.
  *
  * The lag p99 reported once a second reacts a second late. A stalled loop is
  * also caught by a drift probe: a timer every PROBE_MS that measures how late
@@ -20,6 +28,8 @@ export interface LoadShedder {
    * a handshake in progress, whose own connection is already counted.
    */
   reason(admitting?: boolean): ShedReason | undefined;
+  /** Whether a push would be refused now (MAX_PUSH_LAG_MS). */
+  shedsPushes(): boolean;
   overloaded(): boolean;
   close(): void;
 }
@@ -30,19 +40,20 @@ const HOLD_MS = 1_000;
 export function createLoadShedder(deps: {
   maxConnections: number;
   maxLagMs: number;
+  maxPushLagMs: number;
   connections: () => number;
   /** Event-loop delay p99 over the last reporting interval, ms. */
   lagP99Ms: () => number;
 }): LoadShedder {
   let expected = performance.now() + PROBE_MS;
   let stalledUntil = 0;
+  let pushStalledUntil = 0;
   const probe = setInterval(() => {
     const now = performance.now();
     const drift = now - expected;
     expected = now + PROBE_MS;
-    if (drift > deps.maxLagMs) {
-      stalledUntil = now + HOLD_MS;
-    }
+    if (drift > deps.maxLagMs) stalledUntil = now + HOLD_MS;
+    if (drift > deps.maxPushLagMs) pushStalledUntil = now + HOLD_MS;
   }, PROBE_MS);
   probe.unref();
 
@@ -55,6 +66,7 @@ export function createLoadShedder(deps: {
   };
   return {
     reason,
+    shedsPushes: () => deps.lagP99Ms() > deps.maxPushLagMs || performance.now() < pushStalledUntil,
     overloaded: () => reason() !== undefined,
     close: () => clearInterval(probe),
   };

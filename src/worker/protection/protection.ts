@@ -65,6 +65,7 @@ export function createProtection(deps: ProtectionDeps) {
   const shedder = createLoadShedder({
     maxConnections: cfg.MAX_CONNECTIONS_PER_WORKER,
     maxLagMs: cfg.MAX_EVENT_LOOP_LAG_MS,
+    maxPushLagMs: cfg.MAX_PUSH_LAG_MS,
     connections: () => io.engine.clientsCount,
     lagP99Ms: deps.lagP99Ms,
   });
