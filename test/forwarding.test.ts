@@ -375,8 +375,10 @@ describe("shutdown", () => {
   it("shutdown lets a forward in flight finish, and reports the sockets it closes as disconnect", async () => {
     const s = await user(main, "paul");
     const socketId = s.id;
-    // Under ATTEMPT_TIMEOUT_MS, so only the shutdown could cut it short.
-    backend.script("long", [{ status: 200, json: { late: true }, delayMs: 350 }]);
+    // Well under ATTEMPT_TIMEOUT_MS, so only the shutdown could cut it short (at
+    // 350 ms a loaded machine timed the attempt out: the backend shares this
+    // process's event loop); the shutdown starts as soon as the request arrives.
+    backend.script("long", [{ status: 200, json: { late: true }, delayMs: 250 }]);
     const ack = emitAck<Ack>(s, "long", { x: 1 }).catch((err: Error) => err.message);
     const r = await backend.waitFor((q) => q.body?.event === "long");
     const t0 = Date.now();
