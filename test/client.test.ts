@@ -11,12 +11,13 @@ import {
 } from "../src/client/index.js";
 import { signToken } from "./support/fixtures.js";
 import { freePort } from "./support/redis.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { startInProcess, type TestServer } from "./support/in-process.js";
 
-// The browser client (src/client) in Node, against the real 2-worker cluster
-// and a real HTTP backend: registration, token refresh and refusal, typed
-// errors, retries only for retryable codes, and the offline queue across a
-// server restart on the same ports.
+// The browser client (src/client) in Node, against the one-process layer (a
+// worker behind the primary's modules) and a real HTTP backend: registration,
+// token refresh and refusal, typed errors, retries only for retryable codes,
+// and the offline queue across a server restart on the same ports (the server
+// stopped and started again). One server at a time: metrics are this process's.
 
 /** A real backend: records every forwarded event and answers by event name. */
 async function startBackend() {
@@ -54,11 +55,10 @@ async function startBackend() {
 }
 
 let backend: Awaited<ReturnType<typeof startBackend>>;
-let server: RunningServer;
+let server: TestServer;
 let ports: { PORT: string; API_PORT: string };
 const start = () =>
-  startServer({
-    workers: 2,
+  startInProcess({
     env: {
       ...ports,
       BACKEND_URL: backend.url,
@@ -386,9 +386,13 @@ describe("offline queue across a server restart", () => {
 });
 
 describe("rate limits", () => {
+  // Its own server; the file's is not needed any more (afterAll's stop is then a no-op).
+  beforeAll(async () => {
+    expect(await server.stop()).toBe(0);
+  });
+
   it("retries RATE_LIMITED after the server's retryAfter hint; retry: false surfaces it", async () => {
-    const limited = await startServer({
-      workers: 2,
+    const limited = await startInProcess({
       env: { BACKEND_URL: backend.url, RATE_EVENTS_PER_SECOND: "2", RATE_EVENTS_BURST: "2" },
     });
     try {

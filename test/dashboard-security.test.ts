@@ -2,6 +2,7 @@ import http from "node:http";
 import { describe, expect, it } from "vitest";
 import { createDashboardSession } from "../src/primary/dashboard/session.js";
 import { TEST_DASHBOARD_TOKEN } from "./support/fixtures.js";
+import { useInProcessServer } from "./support/in-process.js";
 import { type RunningServer, useServer, workerPids } from "./support/server.js";
 import { waitFor } from "./support/wait.js";
 
@@ -11,7 +12,11 @@ import { waitFor } from "./support/wait.js";
 // with the right token while every other address gets in; X-Forwarded-For
 // names the client only from TRUSTED_PROXIES; logout ends the session on the
 // server. Requests leave from different loopback addresses (127.0.0.2, …)
-// so that the server sees different TCP peers.
+// so that the server sees different TCP peers. The dashboard is the
+// primary's: the one-process layer has it, behind the primary's balancer;
+// only a restart of every worker needs the cluster.
+
+type Server = Pick<RunningServer, "apiUrl" | "api" | "output">;
 
 const WRONG = "wrong-dashboard-token-0000";
 const MAX_FAILURES = 20; // DASHBOARD_MAX_FAILED_LOGINS's default
@@ -30,7 +35,7 @@ interface Send {
 }
 
 /** One request on a connection of its own, from the loopback address `from`. */
-function send(server: RunningServer, path: string, opts: Send = {}): Promise<Answer> {
+function send(server: Server, path: string, opts: Send = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       `${server.apiUrl}${path}`,
@@ -61,7 +66,7 @@ const WAYS: Way[] = ["form", "query", "bearer-api", "bearer-feed", "bearer-page"
 
 /** Presents `token` one way; the feed is only ever given a wrong token (a right one streams). */
 function present(
-  server: RunningServer,
+  server: Server,
   way: Way,
   token: string,
   opts: { from?: string; headers?: Record<string, string> } = {},
@@ -109,7 +114,7 @@ function expectLockedOut(a: Answer, way: Way, lockoutS = 600): void {
 
 /** `n` wrong tokens, cycling through every way; all but the last must be plain 401s. */
 async function fail(
-  server: RunningServer,
+  server: Server,
   n: number,
   opts: { from?: string; headers?: (i: number) => Record<string, string> } = {},
 ): Promise<Answer[]> {
@@ -125,7 +130,7 @@ async function fail(
   return answers;
 }
 
-async function login(server: RunningServer, from?: string): Promise<string> {
+async function login(server: Server, from?: string): Promise<string> {
   const a = await present(server, "form", TEST_DASHBOARD_TOKEN, from ? { from } : {});
   expect(a.status).toBe(303);
   const cookie = String(a.headers["set-cookie"]).split(";")[0]!;
@@ -134,7 +139,7 @@ async function login(server: RunningServer, from?: string): Promise<string> {
 }
 
 describe("dashboard lockout per client address", () => {
-  const server = useServer({ workers: 2 });
+  const server = useInProcessServer();
 
   it("locks out the guessing address after 20 wrong tokens (form, ?token=, bearer), even for the right token, and no one else", async () => {
     const answers = await fail(server, MAX_FAILURES, { from: "127.0.0.2" });
@@ -191,7 +196,7 @@ describe("dashboard lockout per client address", () => {
 });
 
 describe("dashboard lockout behind a trusted proxy", () => {
-  const server = useServer({ workers: 2, env: { TRUSTED_PROXIES: "127.0.0.0/8" } });
+  const server = useInProcessServer({ env: { TRUSTED_PROXIES: "127.0.0.0/8" } });
 
   it("counts failures per X-Forwarded-For client, not per proxy", async () => {
     const a = { "x-forwarded-for": "203.0.113.1" };
@@ -225,7 +230,7 @@ describe("dashboard lockout behind a trusted proxy", () => {
 });
 
 describe("dashboard logout", () => {
-  const server = useServer({ workers: 2 });
+  const server = useInProcessServer();
 
   it("ends the session on the server: the old cookie gets 401 and the login page, and its open feed closes", async () => {
     const cookie = await login(server);
@@ -276,6 +281,10 @@ describe("dashboard logout", () => {
       (await send(server, "/dashboard/api/rooms", { headers: { cookie: other } })).status,
     ).toBe(200);
   });
+});
+
+describe("dashboard sessions across worker restarts", () => {
+  const server = useServer({ workers: 2 });
 
   it("keeps sessions in the primary: a session outlives a restart of every worker", async () => {
     const cookie = await login(server);

@@ -4,18 +4,18 @@ import { join } from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser } from "./support/browser.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { startInProcess, type TestServer } from "./support/in-process.js";
 
-// The newcomer's path, in a real browser: open the demo page on a 2-worker
-// cluster started in dev mode, connect as a user, push through the API,
-// see the push on the page.
+// The newcomer's path, in a real browser: open the demo page on a server
+// started in dev mode (the one-process layer: the page, its client script
+// and the API are the subject, not the cluster), connect as a user, push
+// through the API, see the push on the page.
 
-let server: RunningServer;
+let server: TestServer;
 let browser: Browser;
 beforeAll(async () => {
   // Dev mode: no JWT secret given, so the demo's token endpoint signs with the generated one.
-  server = await startServer({
-    workers: 2,
+  server = await startInProcess({
     env: { NODE_ENV: "development", JWT_SECRET: undefined },
   });
   browser = await launchBrowser();

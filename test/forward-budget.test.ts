@@ -5,14 +5,18 @@ import type { ForwardReply } from "../src/worker/forward/backend-contract.js";
 import { startBackend, type TestBackend } from "./support/backend.js";
 import { closeAllClients, connectRegistered, emitAck } from "./support/client.js";
 import { signToken } from "./support/fixtures.js";
+import { startInProcess, type TestServer } from "./support/in-process.js";
 import { type RunningServer, startServer } from "./support/server.js";
 import { waitFor } from "./support/wait.js";
 
 /**
  * The byte budget of client events waiting on the backend: the module alone,
- * then on real one-worker clusters whose backend stalls, with the worker's
- * RSS read from /api/status.
+ * then on servers whose backend stalls: the flood on a real one-worker
+ * cluster, whose worker's RSS (read from /api/status) is that worker's alone;
+ * the worker's budget on the one-process layer.
  */
+
+type Server = Pick<RunningServer, "publicUrl" | "api">;
 
 type Ack =
   | { ok: true; data: unknown }
@@ -151,7 +155,7 @@ const DEADLINE_MS = 60_000;
 
 let backend: TestBackend;
 let stalled: RunningServer;
-let small: RunningServer;
+let small: TestServer;
 
 const common = (url: string) => ({
   BACKEND_URL: url,
@@ -177,8 +181,7 @@ beforeAll(async () => {
         BACKEND_DEADLINE_MS: String(DEADLINE_MS),
       },
     }),
-    startServer({
-      workers: 1,
+    startInProcess({
       env: {
         ...common(backend.url),
         FORWARD_MAX_PENDING_BYTES_PER_WORKER: "2000000",
@@ -196,7 +199,7 @@ afterAll(async () => {
 });
 afterEach(() => closeAllClients());
 
-async function user(server: RunningServer, userId: string) {
+async function user(server: Server, userId: string) {
   return connectRegistered(server.publicUrl, await signToken(userId), userId);
 }
 
@@ -204,7 +207,7 @@ interface WorkerStatus {
   rssBytes: number;
   forwarding: { inFlight: number; pendingBytes: number };
 }
-async function onlyWorker(server: RunningServer): Promise<WorkerStatus> {
+async function onlyWorker(server: Server): Promise<WorkerStatus> {
   const res = await server.api("GET", "/api/status");
   expect(res.status).toBe(200);
   const { workers } = (await res.json()) as { workers: WorkerStatus[] };

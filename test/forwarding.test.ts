@@ -2,12 +2,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBackend, TEST_BACKEND_SECRET, type TestBackend } from "./support/backend.js";
 import { closeAllClients, connectRegistered, emitAck } from "./support/client.js";
 import { FORWARDED_EVENT_FIELDS, signToken } from "./support/fixtures.js";
-import { type RunningServer, startServer } from "./support/server.js";
+import { startInProcess, type TestServer } from "./support/in-process.js";
 
 /**
- * Client events → the backend, on real 2-worker clusters and a real HTTP
- * backend on a free port. Assertions are on what the backend received and
- * on the ack the client got. Timings are printed, never asserted tightly.
+ * Client events → the backend, on the one-process layer (a worker behind the
+ * primary's modules) and a real HTTP backend on a free port. Assertions are
+ * on what the backend received and on the ack the client got. Timings are
+ * printed, never asserted tightly. One server at a time (metrics are this
+ * process's): `main`, stopped by the shutdown test, then `overload`, then
+ * `disabled`.
  */
 
 interface AckOk {
@@ -26,49 +29,38 @@ const HALF_OPEN_MS = 2_000;
 const MAX_ATTEMPTS = 4;
 
 let backend: TestBackend;
-let main: RunningServer;
-let overload: RunningServer;
-let disabled: RunningServer;
+let main: TestServer;
+let overload: TestServer;
+let disabled: TestServer;
 
 beforeAll(async () => {
   backend = await startBackend();
-  [main, overload, disabled] = await Promise.all([
-    startServer({
-      workers: 2,
-      env: {
-        BACKEND_URL: backend.url,
-        BACKEND_SIGNING_SECRET: TEST_BACKEND_SECRET,
-        BACKEND_ATTEMPT_TIMEOUT_MS: String(ATTEMPT_TIMEOUT_MS),
-        BACKEND_DEADLINE_MS: String(DEADLINE_MS),
-        BACKEND_BREAKER_HALF_OPEN_MS: String(HALF_OPEN_MS),
-        BACKEND_RETRY_BASE_DELAY_MS: "20",
-        BACKEND_RETRY_MAX_DELAY_MS: "200",
-        BACKEND_MAX_ATTEMPTS: String(MAX_ATTEMPTS),
-        FORWARD_LIFECYCLE: "true",
-        BACKEND_MAX_RESPONSE_BYTES: "4096",
-      },
-    }),
-    startServer({
-      workers: 2,
-      env: {
-        BACKEND_URL: backend.url,
-        BACKEND_MAX_CONCURRENCY: "1",
-        BACKEND_MAX_QUEUE: "1",
-      },
-    }),
-    startServer({ workers: 2 }),
-  ]);
+  main = await startInProcess({
+    env: {
+      BACKEND_URL: backend.url,
+      BACKEND_SIGNING_SECRET: TEST_BACKEND_SECRET,
+      BACKEND_ATTEMPT_TIMEOUT_MS: String(ATTEMPT_TIMEOUT_MS),
+      BACKEND_DEADLINE_MS: String(DEADLINE_MS),
+      BACKEND_BREAKER_HALF_OPEN_MS: String(HALF_OPEN_MS),
+      BACKEND_RETRY_BASE_DELAY_MS: "20",
+      BACKEND_RETRY_MAX_DELAY_MS: "200",
+      BACKEND_MAX_ATTEMPTS: String(MAX_ATTEMPTS),
+      FORWARD_LIFECYCLE: "true",
+      BACKEND_MAX_RESPONSE_BYTES: "4096",
+    },
+  });
 });
 afterAll(async () => {
-  const codes = await Promise.all([main?.stop(), overload?.stop(), disabled?.stop()]);
+  // The shutdown test stopped it already, unless it failed first.
+  const code = await main?.stop();
   await backend?.stop();
-  expect(codes).toEqual([0, 0, 0]);
+  expect(code).toBe(0);
 });
 afterEach(() => closeAllClients());
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-async function user(server: RunningServer, userId: string, rooms?: string[]) {
+async function user(server: TestServer, userId: string, rooms?: string[]) {
   return connectRegistered(server.publicUrl, await signToken(userId, { rooms }), userId);
 }
 
@@ -90,13 +82,13 @@ interface WorkerStatus {
   pid: number;
   forwarding: { transport: string; breaker: string | null; inFlight: number };
 }
-async function workerStatuses(server: RunningServer): Promise<WorkerStatus[]> {
+async function workerStatuses(server: TestServer): Promise<WorkerStatus[]> {
   const res = await server.api("GET", "/api/status");
   expect(res.status).toBe(200);
   return ((await res.json()) as { workers: WorkerStatus[] }).workers;
 }
 
-async function metricsText(server: RunningServer): Promise<string> {
+async function metricsText(server: TestServer): Promise<string> {
   const res = await fetch(`${server.apiUrl}/metrics`);
   expect(res.status).toBe(200);
   return res.text();
@@ -355,7 +347,7 @@ describe("forwarding over HTTP", () => {
     }
     times.sort((a, b) => a - b);
     console.log(
-      `breaker open: 20 acks, median ${times[10]!.toFixed(1)} ms, max ${times[19]!.toFixed(1)} ms (round trip through the cluster)`,
+      `breaker open: 20 acks, median ${times[10]!.toFixed(1)} ms, max ${times[19]!.toFixed(1)} ms (round trip through the server)`,
     );
     // Fail fast: well under one attempt timeout, and nothing reached the backend.
     expect(times[10]!).toBeLessThan(ATTEMPT_TIMEOUT_MS);
@@ -378,7 +370,47 @@ describe("forwarding over HTTP", () => {
   });
 });
 
+describe("shutdown", () => {
+  // Runs last on `main` (it stops it), as the primary does on SIGTERM.
+  it("shutdown lets a forward in flight finish, and reports the sockets it closes as disconnect", async () => {
+    const s = await user(main, "paul");
+    const socketId = s.id;
+    // Well under ATTEMPT_TIMEOUT_MS, so only the shutdown could cut it short (at
+    // 350 ms a loaded machine timed the attempt out: the backend shares this
+    // process's event loop); the shutdown starts as soon as the request arrives.
+    backend.script("long", [{ status: 200, json: { late: true }, delayMs: 250 }]);
+    const ack = emitAck<Ack>(s, "long", { x: 1 }).catch((err: Error) => err.message);
+    const r = await backend.waitFor((q) => q.body?.event === "long");
+    const t0 = Date.now();
+    expect(await main.stop()).toBe(0);
+    console.log(
+      `worker stopped ${Date.now() - t0} ms after the shutdown began; backend request ${r.outcome}`,
+    );
+    expect(r.outcome).toBe("answered");
+    // Forwards are drained while clients are still connected: the ack arrives.
+    expect(await ack).toEqual({ ok: true, data: { late: true } });
+    const gone = await backend.waitFor(
+      (q) => q.body?.event === "disconnect" && q.body.socketId === socketId,
+      2_000,
+    );
+    expect(gone.body).toMatchObject({ userId: "paul" });
+  });
+});
+
 describe("bounded concurrency", () => {
+  beforeAll(async () => {
+    overload = await startInProcess({
+      env: {
+        BACKEND_URL: backend.url,
+        BACKEND_MAX_CONCURRENCY: "1",
+        BACKEND_MAX_QUEUE: "1",
+      },
+    });
+  });
+  afterAll(async () => {
+    expect(await overload.stop()).toBe(0);
+  });
+
   it("queue full: OVERLOADED at once; the running and queued events are answered", async () => {
     const s = await user(overload, "nina");
     backend.script("slow", [], { status: 200, json: { done: true }, delayMs: 800 });
@@ -400,30 +432,14 @@ describe("bounded concurrency", () => {
   });
 });
 
-describe("shutdown", () => {
-  // Runs last on `main` (it stops it).
-  it("SIGTERM lets a forward in flight finish, and reports the sockets it closes as disconnect", async () => {
-    const s = await user(main, "paul");
-    const socketId = s.id;
-    // Under ATTEMPT_TIMEOUT_MS, so only the shutdown could cut it short.
-    backend.script("long", [{ status: 200, json: { late: true }, delayMs: 350 }]);
-    const ack = emitAck<Ack>(s, "long", { x: 1 }).catch((err: Error) => err.message);
-    const r = await backend.waitFor((q) => q.body?.event === "long");
-    const t0 = Date.now();
-    expect(await main.stop()).toBe(0);
-    console.log(`server exited ${Date.now() - t0} ms after SIGTERM; backend request ${r.outcome}`);
-    expect(r.outcome).toBe("answered");
-    // Forwards are drained while clients are still connected: the ack arrives.
-    expect(await ack).toEqual({ ok: true, data: { late: true } });
-    const gone = await backend.waitFor(
-      (q) => q.body?.event === "disconnect" && q.body.socketId === socketId,
-      2_000,
-    );
-    expect(gone.body).toMatchObject({ userId: "paul" });
-  });
-});
-
 describe("without BACKEND_URL", () => {
+  beforeAll(async () => {
+    disabled = await startInProcess();
+  });
+  afterAll(async () => {
+    expect(await disabled.stop()).toBe(0);
+  });
+
   it("answers FORWARDING_DISABLED and reports the transport as disabled", async () => {
     const s = await user(disabled, "oscar");
     expect(await emitAck(s, "chat:send", {})).toMatchObject({

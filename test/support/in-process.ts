@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import net from "node:net";
 import { Adapter } from "socket.io-adapter";
-import { afterAll, afterEach, beforeAll, expect } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, vi } from "vitest";
 import { createBalancer, type PortKind } from "../../src/primary/balancer.js";
 import { createDashboard } from "../../src/primary/dashboard/routes.js";
 import { attachDeliveryStores } from "../../src/primary/delivery-stores.js";
@@ -31,6 +31,15 @@ import { type ChannelPort, createWorkerChannel } from "../../src/worker/ipc-chan
 import { closeAllClients } from "./client.js";
 import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./fixtures.js";
 import type { RunningServer } from "./server.js";
+
+// The worker serves the client bundle from next to its own module: in dist,
+// dist/client/client.js; run from src/ that would be src/client/client.js,
+// which is never built. Here it is the built one (`npm run build`).
+vi.mock("../../src/worker/http/client-script.js", async (importOriginal) => {
+  const mod = await importOriginal<typeof import("../../src/worker/http/client-script.js")>();
+  const built = new URL("../../dist/client/client.js", import.meta.url);
+  return { ...mod, createClientScript: (file: URL = built) => mod.createClientScript(file) };
+});
 
 /**
  * The one-process integration layer: one worker (`createWorker`) in the test
