@@ -149,7 +149,7 @@ describe("connections per IP", () => {
     const errors = attempts
       .filter((a): a is PromiseRejectedResult => a.status === "rejected")
       .map((a) => a.reason as { message: string; data?: { code?: string; retryAfter?: number } });
-    // 60 a minute for the host: 30 per worker, handshakes spread round-robin.
+    // 60 a minute for the host: 30 per worker, handshakes spread over both.
     expect(ok).toBeLessThanOrEqual(60);
     expect(ok).toBeGreaterThanOrEqual(30);
     expect(errors.length).toBe(100 - ok);
