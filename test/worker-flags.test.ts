@@ -15,7 +15,7 @@ describe("the workers' node flags (WORKER_SEMI_SPACE_MB)", () => {
   it("run every worker with a small young generation, and none when set to 0", async () => {
     server = await startServer({ workers: 2 });
     for (const pid of await workerPids(server)) {
-      expect(cmdline(pid)).toContain("--max-semi-space-size=1");
+      expect(cmdline(pid)).toContain("--max-semi-space-size=4");
     }
     await server.stop();
     server = await startServer({ workers: 1, env: { WORKER_SEMI_SPACE_MB: "0" } });

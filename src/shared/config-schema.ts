@@ -84,9 +84,9 @@ export const CONFIG_SCHEMA = z.object({
     .describe("worker processes (default: the CPU count)"),
   WORKER_SEMI_SPACE_MB: nonNegativeInt
     .max(64)
-    .default(1)
+    .default(4)
     .describe(
-      "V8's young generation per worker (`--max-semi-space-size`, MB; 0: V8's default, 16–32 MB). 1 MB took idle memory per connection from 41 to 22 KB, at about 3% more CPU per connection (bench/RESULTS.md)",
+      "V8's young generation per worker (`--max-semi-space-size`, MB; 0: V8's default, 16–32 MB). 4 MB took idle memory per connection over all processes from 41 to 18 KB; 1 MB saved as much but cost a quarter of the push rate (bench/RESULTS.md)",
     ),
 
   JWT_SECRET: z

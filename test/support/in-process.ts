@@ -29,6 +29,7 @@ import { resumeHandleReads } from "../../src/shared/node-internals.js";
 import { createWorker, type Worker } from "../../src/worker/create-worker.js";
 import { type ChannelPort, createWorkerChannel } from "../../src/worker/ipc-channel.js";
 import { closeAllClients } from "./client.js";
+import { apiFetch, outputLog } from "./output.js";
 import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./fixtures.js";
 import type { RunningServer } from "./server.js";
 
@@ -218,20 +219,12 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
   // As main.ts: the primary fills in dev defaults (a generated JWT secret…), the worker reads them.
   const cfg = loadConfig(withDevDefaults(env, (n) => randomBytes(n).toString("base64url")).env);
 
-  let out = "";
-  const waiters: { re: RegExp; resolve: (m: string) => void }[] = [];
+  const log = outputLog();
   const recentLogs = createLogRing();
   const root = initLogger(
     loggerOptionsFrom(cfg, {}, (line) => {
       recentLogs.push(line);
-      out += line.endsWith("\n") ? line : `${line}\n`;
-      for (const w of [...waiters]) {
-        const m = w.re.exec(out);
-        if (m) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(m[0]);
-        }
-      }
+      log.append(line.endsWith("\n") ? line : `${line}\n`);
     }),
   );
   const primaryLog = root.child({ role: "primary" });
@@ -362,24 +355,7 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
   listening = true;
   boundPorts = { publicPort, apiPort };
   pushState();
-  out += `${JSON.stringify({ msg: "ports", publicPort, apiPort })}\n`;
-
-  const waitForOutput = (re: RegExp, timeoutMs = 15_000) =>
-    new Promise<string>((resolve, reject) => {
-      const m = re.exec(out);
-      if (m) return resolve(m[0]);
-      const timer = setTimeout(
-        () => reject(new Error(`timed out waiting for ${re}; output:\n${out.slice(-3000)}`)),
-        timeoutMs,
-      );
-      waiters.push({
-        re,
-        resolve: (s) => {
-          clearTimeout(timer);
-          resolve(s);
-        },
-      });
-    });
+  log.append(`${JSON.stringify({ msg: "ports", publicPort, apiPort })}\n`);
 
   let stopping: Promise<number> | undefined;
   const stop = (timeoutMs = 15_000): Promise<number> => {
@@ -414,20 +390,9 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
     apiPort,
     publicUrl: `http://127.0.0.1:${publicPort}`,
     apiUrl,
-    output: () => out,
-    waitForOutput,
-    api: (method, path, body, headers = {}) =>
-      fetch(`${apiUrl}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${TEST_API_KEY}`,
-          ...(body !== undefined ? { "content-type": "application/json" } : {}),
-          ...headers,
-        },
-        ...(body !== undefined
-          ? { body: typeof body === "string" ? body : JSON.stringify(body) }
-          : {}),
-      }),
+    output: log.text,
+    waitForOutput: log.waitFor,
+    api: apiFetch(apiUrl),
     stop,
   };
 }

@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { closeAllClients } from "./client.js";
 import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./fixtures.js";
+import { apiFetch, outputLog } from "./output.js";
 import { track, waitExit } from "./processes.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
@@ -73,41 +74,12 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     stdio: ["ignore", "pipe", "pipe"],
   });
   track(proc);
-  let out = "";
-  const waiters: { re: RegExp; resolve: (m: string) => void }[] = [];
-  const onChunk = (chunk: Buffer) => {
-    out += chunk.toString();
-    for (const w of [...waiters]) {
-      const m = w.re.exec(out);
-      if (m) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(m[0]);
-      }
-    }
-  };
+  const log = outputLog();
+  const onChunk = (chunk: Buffer) => log.append(chunk.toString());
   proc.stdout!.on("data", onChunk);
   proc.stderr!.on("data", onChunk);
 
-  const waitForOutput = (re: RegExp, timeoutMs = 15_000) =>
-    new Promise<string>((resolve, reject) => {
-      const m = re.exec(out);
-      if (m) return resolve(m[0]);
-      const timer = setTimeout(
-        () => reject(new Error(`timed out waiting for ${re}; output:\n${out.slice(-3000)}`)),
-        timeoutMs,
-      );
-      waiters.push({
-        re,
-        resolve: (s) => {
-          clearTimeout(timer);
-          resolve(s);
-        },
-      });
-      proc.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`server exited with ${code} before ${re}; output:\n${out.slice(-3000)}`));
-      });
-    });
+  const waitForOutput = log.waitFor;
 
   const line = await waitForOutput(
     /\{"msg":"ports","publicPort":\d+,"apiPort":\d+\}/,
@@ -121,20 +93,9 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     apiPort,
     publicUrl: `http://127.0.0.1:${publicPort}`,
     apiUrl,
-    output: () => out,
+    output: log.text,
     waitForOutput,
-    api: (method, path, body, headers = {}) =>
-      fetch(`${apiUrl}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${TEST_API_KEY}`,
-          ...(body !== undefined ? { "content-type": "application/json" } : {}),
-          ...headers,
-        },
-        ...(body !== undefined
-          ? { body: typeof body === "string" ? body : JSON.stringify(body) }
-          : {}),
-      }),
+    api: apiFetch(apiUrl),
     async stop(timeoutMs = 15_000) {
       if (proc.exitCode !== null) return proc.exitCode;
       proc.kill("SIGTERM");
