@@ -233,7 +233,7 @@ export function defineMultiHostSuite(mode: "classic" | "sharded"): void {
         const got = onA.map((s) => nextEvent(s, "local"));
         const res = await a.api("POST", "/api/push", { userId: local, event: "local", payload: i });
         expect(res.status).toBe(202);
-        expect(await Promise.all(got)).toEqual([i, i]);
+        expect(await Promise.all(got)).toEqual(onA.map(() => i));
       }
       // Cross-host pushes are accepted (and lost) while Redis is down.
       const lost = collect(sr, "lost");
@@ -244,7 +244,7 @@ export function defineMultiHostSuite(mode: "classic" | "sharded"): void {
       const t0 = Date.now();
       const q = await (await a.api("GET", `/api/users/${local}`)).json();
       expect(Date.now() - t0).toBeLessThan(1_500);
-      expect(q).toMatchObject({ online: true, sockets: 2 });
+      expect(q).toMatchObject({ online: true, sockets: onA.length });
       expect(q.missingHosts).toHaveLength(1);
 
       // Once per worker and outage, not once per message or retry.

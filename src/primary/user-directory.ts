@@ -145,7 +145,11 @@ export function attachUserDirectory(deps: {
     }
     if (arrivals.length > 0 && recent.size > 0) catchUp(slot, arrivals);
   });
-  ipc.on("ss:route", (slot, { items }) => route(slot, items));
+  ipc.on("ss:route", (slot, { items }) => {
+    route(slot, items);
+    // After the ss:deliver messages: the worker's API answers once it hears this (direct-push.ts).
+    ipc.send(slot, { t: "ss:routed" });
+  });
   deps.sup.on("exit", (slot) => {
     for (const userId of [...where.keys()]) remove(userId, slot);
   });

@@ -203,6 +203,8 @@ export type PrimaryMessage =
   | { t: "ss:ping"; seq: number }
   /** Pushes for users this worker holds (src/primary/user-directory.ts). */
   | { t: "ss:deliver"; items: DirectDelivery[] }
+  /** This worker's oldest `ss:route` not yet confirmed has gone on to the workers holding its users. */
+  | { t: "ss:routed" }
   /**
    * Users whose queue in the host's offline store appeared (true: stored, or
    * given back by a lease) or went (false: taken, expired), in the order the
@@ -237,6 +239,7 @@ const PRIMARY_MESSAGES: Record<PrimaryMessage["t"], true> = {
   "ss:ping": true,
   "ss:deliver": true,
   "ss:stored-users": true,
+  "ss:routed": true,
 };
 export const WORKER_TO_PRIMARY_TAGS: ReadonlySet<string> = new Set<WorkerToPrimary["t"]>([
   ...(Object.keys(WORKER_MESSAGES) as WorkerMessage["t"][]),

@@ -28,12 +28,18 @@ import type { WorkerChannel } from "../ipc-channel.js";
  * user emitted after the join that did not go there. Pushes from before the
  * join are not sent (as before: a push reaches the sockets of that moment).
  *
- * Order: `push()` resolves once the queue holding it has been sent, and the
- * API answers only then; so a push sent after that answer, even through
- * another worker, reaches the primary behind it. A push queued here must not
+ * Order: `push()` resolves once the primary has forwarded the queue holding
+ * it to the workers holding its users (`ss:routed`, one per queue, in
+ * order), and the API answers only then. So a push sent after that answer
+ * through another worker — which takes its connection itself, not through
+ * the primary — finds this one already in that worker's IPC channel, read
+ * before the later request's bytes. A push queued here must not
  * be overtaken by a later push that goes through the adapter either; the
  * push service calls `flush()` before those.
  */
+
+/** Longest wait for the primary's `ss:routed` before the API answers anyway. */
+const ROUTED_TIMEOUT_MS = 1_000;
 
 export interface DirectPush {
   /**
@@ -76,15 +82,32 @@ export function createDirectPush(deps: {
   let outgoing: DirectDelivery[] = [];
   let sent: Promise<void> | undefined;
   let markSent: (() => void) | undefined;
+  // Queues sent and not yet confirmed, oldest first (the channel keeps order).
+  const unconfirmed: (() => void)[] = [];
   const flush = () => {
-    if (outgoing.length > 0) {
-      primary.send({ t: "ss:route", items: outgoing });
-      outgoing = [];
-    }
-    markSent?.();
+    const done = markSent;
     sent = undefined;
     markSent = undefined;
+    if (outgoing.length === 0 || !primary.send({ t: "ss:route", items: outgoing })) {
+      outgoing = [];
+      done?.();
+      return;
+    }
+    outgoing = [];
+    if (!done) return;
+    // A primary that does not confirm in time (stopping, stuck) does not hold the API.
+    const timer = setTimeout(() => {
+      const i = unconfirmed.indexOf(confirm);
+      if (i !== -1) unconfirmed.splice(i, 1);
+      done();
+    }, ROUTED_TIMEOUT_MS);
+    const confirm = () => {
+      clearTimeout(timer);
+      done();
+    };
+    unconfirmed.push(confirm);
   };
+  const stopConfirming = primary.on("ss:routed", () => unconfirmed.shift()?.());
 
   const emitLocal = (d: DirectDelivery) => {
     const rooms: string[] = [];
@@ -122,6 +145,8 @@ export function createDirectPush(deps: {
       adapter.off("create-room", onCreate);
       adapter.off("delete-room", onDelete);
       stopDelivering();
+      stopConfirming();
+      for (const confirm of unconfirmed.splice(0)) confirm();
     },
   };
 }
