@@ -30,8 +30,7 @@ import { createWorker, type Worker } from "../../src/worker/create-worker.js";
 import { type ChannelPort, createWorkerChannel } from "../../src/worker/ipc-channel.js";
 import { closeAllClients } from "./client.js";
 import { apiFetch, outputLog } from "./output.js";
-import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./fixtures.js";
-import type { RunningServer } from "./server.js";
+import { type RunningServer, testEnv } from "./server.js";
 
 // The worker serves the client bundle from next to its own module: in dist,
 // dist/client/client.js; run from src/ that would be src/client/client.js,
@@ -196,26 +195,7 @@ class OneWorkerSupervisor extends EventEmitter<SupervisorEvents> {
 
 /** Starts one worker in this process behind the primary's modules; both ports on 127.0.0.1, port 0. */
 export async function startInProcess(opts: InProcessOptions = {}): Promise<TestServer> {
-  const env: Record<string, string | undefined> = {
-    NODE_ENV: "test",
-    PORT: "0",
-    API_PORT: "0",
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "warn",
-    // As startServer: other test files run at the same time on this machine.
-    MAX_EVENT_LOOP_LAG_MS: "5000",
-    MAX_PUSH_LAG_MS: "5000",
-    ...(opts.bare
-      ? {}
-      : {
-          JWT_SECRET: TEST_JWT_SECRET,
-          API_KEYS: TEST_API_KEY,
-          DASHBOARD_TOKEN: TEST_DASHBOARD_TOKEN,
-        }),
-    ...opts.env,
-    WORKERS: "1",
-  };
-  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  const env = testEnv({ ...opts, env: { ...opts.env, WORKERS: "1" } });
   // As main.ts: the primary fills in dev defaults (a generated JWT secret…), the worker reads them.
   const cfg = loadConfig(withDevDefaults(env, (n) => randomBytes(n).toString("base64url")).env);
 

@@ -41,11 +41,16 @@ export interface StartOptions {
   testHooks?: boolean;
 }
 
-/** Starts the real server (`node dist/main.js`: primary + forked workers) on free ports. */
-export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
+/**
+ * A test server's environment: port 0 on 127.0.0.1, the test secrets (unless
+ * `bare`), then `env` on top; unset entries removed.
+ */
+export function testEnv(
+  opts: { workers?: number; bare?: boolean; env?: Record<string, string | undefined> },
+  extra: Record<string, string | undefined> = {},
+): Record<string, string> {
   const env: Record<string, string | undefined> = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
+    ...extra,
     NODE_ENV: "test",
     PORT: "0",
     API_PORT: "0",
@@ -67,6 +72,12 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     ...opts.env,
   };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  return env as Record<string, string>;
+}
+
+/** Starts the real server (`node dist/main.js`: primary + forked workers) on free ports. */
+export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
+  const env = testEnv(opts, { PATH: process.env.PATH, HOME: process.env.HOME });
   const args = opts.testHooks ? ["--import", WORKER_HOOKS, MAIN] : [MAIN];
   const proc = spawn(process.execPath, args, {
     env,
