@@ -63,10 +63,11 @@ async function main() {
         );
       }
       have = step;
-      // The serving processes' event-loop lag while they hold the clients idle.
-      const meter = loadMeter(target, lag);
       const s = await sample(target, o.MEMORY_SETTLE_MS);
-      await sleep(300); // the probe reports every 250 ms
+      // The serving processes' event-loop lag and CPU while they hold the
+      // clients idle: a window after the settle, so none of the connecting.
+      const meter = loadMeter(target, lag);
+      await sleep(2_000);
       const held = meter.lag();
       row.heldLagP99Ms = held.worstP99Ms;
       row.heldCores = meter.stop().serverCpu.totalCores;
