@@ -2,23 +2,15 @@ import cluster from "node:cluster";
 import { Socket } from "node:net";
 import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
 import type { Config } from "../shared/config.js";
-import type { PrimaryMessage } from "../shared/ipc.js";
 import { createLogRing } from "../shared/log-ring.js";
 import { primaryMetrics } from "../shared/metrics.js";
 import { initLogger, loggerOptionsFrom } from "../shared/logger.js";
 import { isPrimaryPath } from "../shared/front-door.js";
 import { createBalancer, type PortKind } from "./balancer.js";
-import { createDashboard } from "./dashboard/routes.js";
-import { attachDeliveryStores } from "./delivery-stores.js";
 import { createHandoff } from "./handoff.js";
 import { createHeartbeat } from "./heartbeat.js";
-import { createInternalHttp } from "./internal-http.js";
-import { createIpcHub } from "./ipc-hub.js";
 import { createListeners } from "./listeners.js";
-import { createMetricsAggregator } from "./metrics-aggregator.js";
-import { createQueryHub } from "./queries.js";
-import { attachUserDirectory } from "./user-directory.js";
-import { keepRevocations } from "./revocation-keeper.js";
+import { createPrimaryCore } from "./primary-core.js";
 import { Supervisor } from "./supervisor.js";
 
 export interface PrimaryContext {
@@ -61,83 +53,9 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     backoffMaxMs: cfg.WORKER_RESTART_BACKOFF_MAX_MS,
     maxCrashes: cfg.WORKER_MAX_CRASHES,
   });
-  // Every message from the workers goes through this one hub (src/primary/ipc-hub.ts).
-  const ipc = createIpcHub(sup);
-  // Cluster queries: the primary's own, and the ones workers ask it to fan out.
-  const hub = createQueryHub({ ipc, sup });
-  // Where each user's sockets are, so a push to a user reaches only those workers.
-  attachUserDirectory({ ipc, sup });
-  // Revocations outlive worker restarts (src/primary/revocation-keeper.ts).
-  keepRevocations({ ipc, sup, log });
-  // The host's offline queue and idempotency keys: here, so a worker crash loses nothing.
-  const deliveryStores = attachDeliveryStores({ ipc, sup, cfg, log });
-  let draining = false;
-  let listening = false;
-  let boundPorts: { publicPort?: number; apiPort?: number } = {};
-
-  const readiness = () => {
-    const ready = sup.readySlots().length;
-    const reasons: string[] = [];
-    if (draining) reasons.push("draining");
-    if (!listening) reasons.push("starting");
-    // A rolling restart takes one worker out on purpose; the host still serves.
-    const expected = sup.restarting ? cfg.WORKERS - 1 : cfg.WORKERS;
-    if (ready < expected) reasons.push(`${ready} of ${cfg.WORKERS} workers ready`);
-    const redisDown = sup.slots.filter((s) => s.load && s.load.redis === "down").length;
-    if (redisDown > 0) reasons.push("redis unreachable");
-    return {
-      ready: reasons.length === 0,
-      reasons,
-      details: { workers: { ready, total: cfg.WORKERS } },
-    };
-  };
-
-  const internal = createInternalHttp({
-    log,
-    readiness,
-    requestTimeoutMs: cfg.HTTP_REQUEST_TIMEOUT_MS,
-  });
-  const metricsAggregator = createMetricsAggregator({
-    hub,
-    ipc,
-    sup,
-    timeoutMs: cfg.QUERY_TIMEOUT_MS,
-    log,
-  });
-  internal.route("/metrics", metricsAggregator.handle);
-  const dashboard = createDashboard({
-    token: cfg.dashboardToken,
-    cfg,
-    hub,
-    sup,
-    log,
-    primaryLogs: recentLogs,
-    queryTimeoutMs: cfg.QUERY_TIMEOUT_MS,
-  });
-  internal.route("/dashboard", dashboard.handle);
-
-  let pushedReasons = "";
-  let pushedAccepting = "";
-  const accepting = () => (draining ? [] : sup.acceptingSlots());
-  const pushState = () => {
-    const r = readiness();
-    pushedReasons = r.reasons.join("\n");
-    const state: PrimaryMessage = {
-      t: "ss:state",
-      ready: r.ready,
-      draining,
-      workers: cfg.WORKERS,
-      reasons: r.reasons,
-      readyWorkers: sup.readySlots().length,
-      ...boundPorts,
-      replaced: sup.replaced,
-      accepting: accepting(),
-    };
-    pushedAccepting = state.accepting.join();
-    ipc.broadcast(state);
-  };
-  sup.on("ready", pushState);
-  sup.on("exit", pushState);
+  // Queries, directory, stores, readiness, /metrics, dashboard, ss:state (primary-core.ts).
+  const { host, ipc, deliveryStores, internal, metricsAggregator, dashboard, pushState } =
+    createPrimaryCore({ cfg, sup, log, recentLogs });
 
   // A worker alive but not answering (blocked event loop, stopped process)
   // is treated like a crashed one: out of rotation, killed, replaced.
@@ -164,23 +82,12 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   ipc.on("ss:pong", (slot) => heartbeat.answered(slot));
   sup.on("ready", (slot) => heartbeat.watch(slot));
   sup.on("exit", (slot) => heartbeat.forget(slot));
-  // Load reports can change readiness too (a worker's Redis down or back):
-  // workers answer /ready on kept-alive connections, so they must hear of it.
-  // And so can the slots taking new sessions, which a shedding worker passes its new sessions to.
-  ipc.on("ss:load", () => {
-    if (
-      readiness().reasons.join("\n") !== pushedReasons ||
-      accepting().join() !== pushedAccepting
-    ) {
-      pushState();
-    }
-  });
   sup.on("crash-loop", () => void shutdown("crash-loop", 1));
 
   // Rolling restart of the workers (a deploy of new code, a leak): SIGUSR2
   // or POST /api/admin/restart-workers. One worker at a time; see supervisor.ts.
   const restartWorkers = (trigger: string) => {
-    if (draining || sup.restarting) return;
+    if (host.draining || sup.restarting) return;
     log.info({ trigger }, "rolling restart of workers");
     void sup
       .rollingRestart(cfg.SHUTDOWN_TIMEOUT_MS)
@@ -189,7 +96,7 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   ipc.on("ss:restart-workers", () => restartWorkers("api"));
   process.on("SIGUSR2", () => restartWorkers("SIGUSR2"));
 
-  const eligibleSlots = () => (draining ? [] : sup.eligibleSlots());
+  const eligibleSlots = () => (host.draining ? [] : sup.eligibleSlots());
   const handoff = createHandoff({ sup, eligibleSlots, log });
   const balancer = createBalancer({
     log,
@@ -225,7 +132,7 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
     if (stopping) return stopping;
     stopping = (async () => {
       log.info({ reason }, "shutting down");
-      draining = true;
+      host.draining = true;
       pushState();
       // Each stopping worker gives its listening sockets back (listeners.ts);
       // the primary accepts on them until the workers are gone, only to
@@ -273,8 +180,8 @@ export async function runPrimary({ cfg, env, generated }: PrimaryContext): Promi
   // Listen only once every worker is ready: a connection handed to a worker
   // that is still loading would be lost. A worker listens itself only once ready.
   const { publicPort, apiPort } = await listeners.start();
-  listening = true;
-  boundPorts = { publicPort, apiPort };
+  host.listening = true;
+  host.ports = { publicPort, apiPort };
   pushState();
 
   const shownHost = (h: string) => (h === "0.0.0.0" || h === "::" ? "localhost" : h);

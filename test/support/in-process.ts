@@ -5,19 +5,11 @@ import net from "node:net";
 import { Adapter } from "socket.io-adapter";
 import { afterAll, afterEach, beforeAll, expect, vi } from "vitest";
 import { createBalancer, type PortKind } from "../../src/primary/balancer.js";
-import { createDashboard } from "../../src/primary/dashboard/routes.js";
-import { attachDeliveryStores } from "../../src/primary/delivery-stores.js";
-import { createInternalHttp } from "../../src/primary/internal-http.js";
-import { createIpcHub } from "../../src/primary/ipc-hub.js";
-import { createMetricsAggregator } from "../../src/primary/metrics-aggregator.js";
-import { createQueryHub } from "../../src/primary/queries.js";
-import { keepRevocations } from "../../src/primary/revocation-keeper.js";
+import { createPrimaryCore } from "../../src/primary/primary-core.js";
 import type { SlotState, Supervisor, SupervisorEvents } from "../../src/primary/supervisor.js";
-import { attachUserDirectory } from "../../src/primary/user-directory.js";
 import { loadConfig, withDevDefaults } from "../../src/shared/config.js";
 import {
   isWorkerToPrimary,
-  type PrimaryMessage,
   type PrimaryToWorker,
   type WorkerToPrimary,
 } from "../../src/shared/ipc.js";
@@ -174,6 +166,10 @@ class OneWorkerSupervisor extends EventEmitter<SupervisorEvents> {
     return s.ready && this.channel.open ? [0] : [];
   }
 
+  acceptingSlots(): number[] {
+    return this.readySlots();
+  }
+
   eligibleSlots(): number[] {
     return this.readySlots();
   }
@@ -219,77 +215,14 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
     }
   };
 
-  // The primary's side, wired as run-primary.ts wires it.
+  // The primary's side: the same core run-primary.ts runs (src/primary/primary-core.ts).
   const oneSup = new OneWorkerSupervisor();
   const sup = oneSup as unknown as Supervisor;
-  const ipc = createIpcHub(sup);
-  const hub = createQueryHub({ ipc, sup });
-  attachUserDirectory({ ipc, sup });
-  keepRevocations({ ipc, sup, log: primaryLog });
-  const deliveryStores = attachDeliveryStores({ ipc, sup, cfg, log: primaryLog });
-  let draining = false;
-  let listening = false;
-  let boundPorts: { publicPort?: number; apiPort?: number } = {};
-  const readiness = () => {
-    const ready = sup.readySlots().length;
-    const reasons: string[] = [];
-    if (draining) reasons.push("draining");
-    if (!listening) reasons.push("starting");
-    if (ready < cfg.WORKERS) reasons.push(`${ready} of ${cfg.WORKERS} workers ready`);
-    if (sup.slots.some((s) => s.load?.redis === "down")) reasons.push("redis unreachable");
-    return {
-      ready: reasons.length === 0,
-      reasons,
-      details: { workers: { ready, total: cfg.WORKERS } },
-    };
-  };
-  const internal = createInternalHttp({
-    log: primaryLog,
-    readiness,
-    requestTimeoutMs: cfg.HTTP_REQUEST_TIMEOUT_MS,
-  });
-  const metricsAggregator = createMetricsAggregator({
-    hub,
-    ipc,
-    sup,
-    timeoutMs: cfg.QUERY_TIMEOUT_MS,
-    log: primaryLog,
-  });
-  internal.route("/metrics", metricsAggregator.handle);
-  const dashboard = createDashboard({
-    token: cfg.dashboardToken,
-    cfg,
-    hub,
-    sup,
-    log: primaryLog,
-    primaryLogs: recentLogs,
-    queryTimeoutMs: cfg.QUERY_TIMEOUT_MS,
-  });
-  internal.route("/dashboard", dashboard.handle);
-  let pushedReasons = "";
-  const pushState = () => {
-    const r = readiness();
-    pushedReasons = r.reasons.join("\n");
-    const state: PrimaryMessage = {
-      t: "ss:state",
-      ready: r.ready,
-      draining,
-      workers: cfg.WORKERS,
-      reasons: r.reasons,
-      readyWorkers: sup.readySlots().length,
-      ...boundPorts,
-      replaced: sup.replaced,
-      accepting: draining ? [] : sup.eligibleSlots(),
-    };
-    ipc.broadcast(state);
-  };
-  sup.on("ready", pushState);
-  ipc.on("ss:load", () => {
-    if (readiness().reasons.join("\n") !== pushedReasons) pushState();
-  });
+  const { host, deliveryStores, internal, metricsAggregator, dashboard, pushState } =
+    createPrimaryCore({ cfg, sup, log: primaryLog, recentLogs });
   const balancer = createBalancer({
     log: primaryLog,
-    eligibleSlots: () => (draining ? [] : sup.eligibleSlots()),
+    eligibleSlots: () => (host.draining ? [] : sup.eligibleSlots()),
     liveSlots: () => sup.liveSlots(),
     handOff: (slot, port: PortKind, socket, head) =>
       sup.send(slot, { t: "ss:conn", port, head: head.toString("latin1") }, socket),
@@ -332,8 +265,8 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
     });
   });
   balancer.attach("api", apiListener);
-  listening = true;
-  boundPorts = { publicPort, apiPort };
+  host.listening = true;
+  host.ports = { publicPort, apiPort };
   pushState();
   log.append(`${JSON.stringify({ msg: "ports", publicPort, apiPort })}\n`);
 
@@ -341,7 +274,7 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
   const stop = (timeoutMs = 15_000): Promise<number> => {
     stopping ??= (async () => {
       // As the primary's shutdown: not ready, then the worker drains and stops.
-      draining = true;
+      host.draining = true;
       pushState();
       dashboard.close();
       metricsAggregator.stop();
