@@ -10,10 +10,11 @@ import { slotFromRequestLine } from "../shared/ipc.js";
 import { holdHandleReads, resumeHandleReads } from "../shared/node-internals.js";
 
 /**
- * The primary's routing of connections. Workers accept connections on both
- * ports themselves (src/worker/front-door.ts, SO_REUSEPORT); the primary
- * accepts on the listening sockets it holds (those of a worker being
- * replaced, at start, while the host drains: src/primary/listeners.ts), and
+ * The primary's routing of connections. Workers accept connections on the
+ * public port themselves (src/worker/front-door.ts, SO_REUSEPORT); the
+ * primary accepts on the listening sockets it holds (the API port's; the
+ * public port's of a worker being replaced, at start, while the host drains:
+ * src/primary/listeners.ts), and
  * routes the few connections a worker relays to it (`accept`). For each, it
  * reads only up to the end of the HTTP request line, then either serves it
  * itself (health, readiness, metrics, dashboard) or hands the socket to a

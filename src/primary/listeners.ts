@@ -8,13 +8,21 @@ import type { IpcHub } from "./ipc-hub.js";
 import type { Supervisor } from "./supervisor.js";
 
 /**
- * The listening sockets of both ports, and who accepts on each. Every port
- * has one socket per worker in an SO_REUSEPORT group (the kernel spreads
- * new connections across them); the primary creates them (the first binds
- * the port, maybe 0, and so learns its number) and lends one of each port
- * to every ready worker (`ss:listen`, the net.Server as the message's
- * handle). The sockets no worker has are the primary's: it accepts on them
- * and routes like a balancer (hand-off to a worker, 503, its own paths).
+ * The listening sockets of both ports, and who accepts on each. The public
+ * port has one socket per worker in an SO_REUSEPORT group (the kernel
+ * spreads new connections across them); the primary creates them (the first
+ * binds the port, maybe 0, and so learns its number) and lends one to every
+ * ready worker (`ss:listen`, the net.Server as the message's handle). The
+ * sockets no worker has are the primary's: it accepts on them and routes
+ * like a balancer (hand-off to a worker, 503, its own paths).
+ *
+ * The API port stays with the primary. Its clients are few and keep their
+ * connections alive (the backend's pool, Prometheus), so handing each one to
+ * a worker once costs nothing that shows; in exchange a worker that stops
+ * answering holds no queue of API connections while it is being noticed
+ * (the kernel would give its socket its share until the process is gone),
+ * and health, readiness and /metrics answer from the primary whatever the
+ * workers do.
  *
  * Sockets travel instead of closing. Closing a socket of an SO_REUSEPORT
  * group resets the connections queued on it, but a descriptor's close
@@ -41,6 +49,8 @@ export interface Listeners {
 }
 
 const PORTS: readonly PortKind[] = ["public", "api"];
+/** The ports whose sockets workers accept on themselves. */
+const LENT: readonly PortKind[] = ["public"];
 /** Node listens again on a received socket with its default backlog (511); put back ours. */
 const BACKLOG = 4096;
 
@@ -102,8 +112,8 @@ export function createListeners(deps: {
     replenishing = replenishing
       .then(async () => {
         if (!started || closed) return;
-        const want = draining ? 1 : sup.slots.length;
         for (const port of PORTS) {
+          const want = draining || !LENT.includes(port) ? 1 : sup.slots.length;
           let created = 0;
           while (held[port].length + sending[port] + lentCount(port) < want) {
             await bind(port);
@@ -121,7 +131,7 @@ export function createListeners(deps: {
     if (!started || draining || !worker || lent.has(worker)) return;
     const ports = new Set<PortKind>();
     lent.set(worker, ports);
-    for (const port of PORTS) {
+    for (const port of LENT) {
       if (held[port].length === 0) await bind(port);
       const server = held[port].shift();
       if (!server) continue;

@@ -165,8 +165,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * loop, a stopped process): it gets no request of a session it owns (it is
    * not live) and is killed at once; its exit forks a replacement at once.
    * SIGKILL, not SIGTERM with a grace: the worker accepts connections on its
-   * own listening sockets (SO_REUSEPORT), and the kernel keeps giving it its
-   * share of new ones until the process is gone; a stopped or blocked
+   * own listening socket of the public port (SO_REUSEPORT), and the kernel
+   * keeps giving it its share of new ones until the process is gone; a stopped or blocked
    * process could not act on SIGTERM anyway. Resolves once it is gone (its
    * listening sockets with it).
    */

@@ -114,8 +114,8 @@ export interface PrimaryCalls {
   "ss:revocations": Call<{ entries: RevocationEntry[] }, "ss:revocations-ok", { added: number }>;
   /**
    * Accept connections on this listening socket of `port` (the net.Server
-   * travels as the message's handle; one socket of the port's SO_REUSEPORT
-   * group: src/worker/front-door.ts); answered once the worker accepts on it,
+   * travels as the message's handle; one socket of the public port's
+   * SO_REUSEPORT group: src/worker/front-door.ts); answered once the worker accepts on it,
    * after which the primary closes its own copy. Sent to a worker once it
    * is ready.
    */

@@ -12,10 +12,10 @@ import { slotFromRequestLine } from "../shared/ipc.js";
 import { holdHandleReads, setListenBacklog } from "../shared/node-internals.js";
 
 /**
- * The worker's own listening sockets, one per port, lent by the primary
- * (`ss:listen`: src/primary/listeners.ts). Every worker has one socket of
- * each port's SO_REUSEPORT group, and the kernel spreads new connections
- * across them: no process relays a connection in the usual case. Like the
+ * The worker's own listening socket, lent by the primary (`ss:listen`:
+ * src/primary/listeners.ts). Every worker has one socket of the public
+ * port's SO_REUSEPORT group, and the kernel spreads new connections across
+ * them (the API port's connections reach workers handed off by the primary): no process relays a connection in the usual case. Like the
  * primary's balancer, it reads a connection up to the end of its request
  * line, then:
  *
