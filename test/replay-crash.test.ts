@@ -21,6 +21,14 @@ afterAll(async () => {
 });
 afterEach(() => closeAllClients());
 
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`waited ${ms} ms for ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /** A raw Socket.IO client that registers and stops reading after `readFirst` pushes. */
 async function stalledReplay(
   publicUrl: string,
@@ -34,10 +42,19 @@ async function stalledReplay(
   let sid = "";
   const token = await signToken(userId);
   await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`replay did not start within 20 s (read ${got.length})`)),
+      20_000,
+    );
     ws.on("error", reject);
+    ws.on("close", (code) => reject(new Error(`closed (${code}) after reading ${got.length}`)));
     ws.on("message", (data) => {
       const f = data.toString();
       if (f === "2") return void ws.send("3");
+      // A refused connect or a register answered with an error: say so.
+      if (f.startsWith("44") || (f.startsWith("431") && !f.includes(`"ok":true`))) {
+        return void reject(new Error(`refused: ${f.slice(0, 300)}`));
+      }
       if (f.startsWith("0{")) {
         sid = (JSON.parse(f.slice(1)) as { sid: string }).sid;
         ws.send(`40${JSON.stringify({ token })}`);
@@ -48,6 +65,7 @@ async function stalledReplay(
         if (got.length === readFirst) {
           // Stop reading: the server's output for this socket backs up.
           (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+          clearTimeout(timer);
           resolve();
         }
       }
@@ -60,7 +78,7 @@ async function stalledReplay(
     // Reads what the kernel still holds for it, up to the end of the connection.
     async readToEnd() {
       (ws as unknown as { _socket: { resume(): void } })._socket.resume();
-      await closed;
+      await within(closed, 20_000, "the killed worker's connection to close");
     },
   };
 }
@@ -101,7 +119,7 @@ for (const mode of ["one host", "redis"] as const) {
       const first = await stalledReplay(server.publicUrl, user, 2);
       await new Promise((r) => setTimeout(r, 500));
       const pid = await workerPid(server, first.slot);
-      const restarted = server.waitForOutput(/worker exited unexpectedly/);
+      const restarted = server.waitForOutput(/worker exited unexpectedly/, 20_000);
       process.kill(pid, "SIGKILL");
       await restarted;
       await first.readToEnd();
