@@ -10,14 +10,29 @@ import { fileURLToPath } from "node:url";
  * It checks that each bench exits 0 and prints its markdown table; it says
  * nothing about performance. Results go to a temporary directory.
  */
+// The benches speak one protocol to every target, and the self-check starts
+// and checks all four, so each other bench runs against socket-server and one
+// baseline (each baseline in some bench): half the processes of every target
+// everywhere, the same bench code run.
 const TINY = {
   // Both WebSocket layers against four targets took 26 s alone and over the
   // 60 s limit beside the other test files; the raw layer is the default one.
   "self-check": { SELF_CHECK_CLIENTS: "raw" },
   "auth-cost": { AUTH_TOKENS: "50", AUTH_CONCURRENCY: "1,8" },
-  memory: { MEMORY_STEPS: "10,30", MEMORY_SETTLE_MS: "200", MEMORY_CONCURRENCY: "10" },
-  connect: { CONNECT_CLIENTS: "30", CONNECT_CONCURRENCY: "10", CONNECT_TIMEOUT_MS: "10000" },
+  memory: {
+    BENCH_TARGETS: "socket-server,bare-ws",
+    MEMORY_STEPS: "10,30",
+    MEMORY_SETTLE_MS: "200",
+    MEMORY_CONCURRENCY: "10",
+  },
+  connect: {
+    BENCH_TARGETS: "socket-server,docs-cluster",
+    CONNECT_CLIENTS: "30",
+    CONNECT_CONCURRENCY: "10",
+    CONNECT_TIMEOUT_MS: "10000",
+  },
   fanout: {
+    BENCH_TARGETS: "socket-server,single",
     FANOUT_CLIENTS: "30",
     FANOUT_RATES: "5",
     FANOUT_DURATION_S: "1",
@@ -25,6 +40,7 @@ const TINY = {
     FANOUT_CONCURRENCY: "10",
   },
   push: {
+    BENCH_TARGETS: "socket-server,single",
     PUSH_USERS: "30",
     PUSH_CONNECTIONS: "2",
     PUSH_DURATION_S: "1",
