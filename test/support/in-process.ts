@@ -191,7 +191,13 @@ class OneWorkerSupervisor extends EventEmitter<SupervisorEvents> {
 
 /** Starts one worker in this process behind the primary's modules; both ports on 127.0.0.1, port 0. */
 export async function startInProcess(opts: InProcessOptions = {}): Promise<TestServer> {
-  const env = testEnv({ ...opts, env: { ...opts.env, WORKERS: "1" } });
+  // The worker shares its event loop with the test's own work (clients
+  // encoding megabytes, other files' leftovers in the same test process), so
+  // it sheds on lag only where a test asks for it.
+  const env = testEnv({
+    ...opts,
+    env: { MAX_EVENT_LOOP_LAG_MS: "60000", MAX_PUSH_LAG_MS: "60000", ...opts.env, WORKERS: "1" },
+  });
   // As main.ts: the primary fills in dev defaults (a generated JWT secret…), the worker reads them.
   const cfg = loadConfig(withDevDefaults(env, (n) => randomBytes(n).toString("base64url")).env);
 
