@@ -92,10 +92,29 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
 
   const waitForOutput = log.waitFor;
 
-  const line = await waitForOutput(
-    /\{"msg":"ports","publicPort":\d+,"apiPort":\d+\}/,
-    opts.startTimeoutMs ?? 30_000,
-  );
+  // A server that exits before it listens fails the start at once, with its output.
+  let onExit: (() => void) | undefined;
+  const exited = new Promise<never>((_, reject) => {
+    onExit = () => {
+      // Let the last output chunks arrive first.
+      setTimeout(() => {
+        reject(
+          new Error(
+            `server exited (${proc.exitCode}) before listening; output:\n${log.text().slice(-3000)}`,
+          ),
+        );
+      }, 50);
+    };
+    proc.once("exit", onExit);
+  });
+  exited.catch(() => {});
+  const line = await Promise.race([
+    waitForOutput(
+      /\{"msg":"ports","publicPort":\d+,"apiPort":\d+\}/,
+      opts.startTimeoutMs ?? 30_000,
+    ),
+    exited,
+  ]).finally(() => proc.off("exit", onExit!));
   const { publicPort, apiPort } = JSON.parse(line) as { publicPort: number; apiPort: number };
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   return {
