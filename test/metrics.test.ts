@@ -48,6 +48,15 @@ function counts(m: Scrape) {
   };
 }
 
+describe("the forked workers", () => {
+  it("run with the default small young generation (WORKER_SEMI_SPACE_MB 4)", async () => {
+    for (const { pid } of await workers()) {
+      const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      expect(args).toContain("--max-semi-space-size=4");
+    }
+  });
+});
+
 describe("aggregated /metrics, two workers", () => {
   it("equals what the clients and the API did, before and after a worker restart", async () => {
     const users = ["m0", "m1", "m2", "m3", "m4", "m5"];
