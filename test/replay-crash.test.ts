@@ -39,17 +39,25 @@ async function stalledReplay(
     `${publicUrl.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`,
   );
   const got: number[] = [];
+  /** The frames other than pushes, for the failure message. */
+  const frames: string[] = [];
   let sid = "";
   const token = await signToken(userId);
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`replay did not start within 20 s (read ${got.length})`)),
+      () =>
+        reject(
+          new Error(
+            `replay did not start within 20 s (read ${got.length}; frames: ${frames.join(" | ")})`,
+          ),
+        ),
       20_000,
     );
     ws.on("error", reject);
     ws.on("close", (code) => reject(new Error(`closed (${code}) after reading ${got.length}`)));
     ws.on("message", (data) => {
       const f = data.toString();
+      if (!f.startsWith('42["note"')) frames.push(`${Date.now() % 100_000}:${f.slice(0, 120)}`);
       if (f === "2") return void ws.send("3");
       // A refused connect or a register answered with an error: say so.
       if (f.startsWith("44") || (f.startsWith("431") && !f.includes(`"ok":true`))) {
