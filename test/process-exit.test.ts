@@ -25,3 +25,34 @@ describe("process exit", () => {
     expect(readFileSync(join(root, "main.ts"), "utf8")).toMatch(EXIT);
   });
 });
+
+// The layers (docs/architecture.md): primary/, worker/ and client/ import
+// shared/ and never each other; shared/ imports none of them.
+describe("imports between the layers", () => {
+  const IMPORT = /\bfrom\s+["'](\.[^"']+)["']|\bimport\(\s*["'](\.[^"']+)["']\s*\)/g;
+  const layerOf = (file: string) => file.split("/")[0]!;
+  const allowed: Record<string, string[]> = {
+    primary: ["primary", "shared"],
+    worker: ["worker", "shared"],
+    client: ["client", "shared"],
+    shared: ["shared"],
+  };
+
+  it.each(Object.keys(allowed))("src/%s imports only what it may", (dir) => {
+    const crossing: string[] = [];
+    for (const file of sources(dir)) {
+      const text = readFileSync(join(root, file), "utf8");
+      for (const m of text.matchAll(IMPORT)) {
+        const target = join(file, "..", m[1] ?? m[2]!);
+        if (!allowed[dir]!.includes(layerOf(target))) crossing.push(`${file} → ${target}`);
+      }
+    }
+    expect(crossing).toEqual([]);
+  });
+
+  it("finds the imports it checks (a worker file imports shared/)", () => {
+    const text = readFileSync(join(root, "worker/create-worker.ts"), "utf8");
+    const targets = [...text.matchAll(IMPORT)].map((m) => layerOf(join("worker", m[1] ?? m[2]!)));
+    expect(targets).toContain("shared");
+  });
+});
