@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/redis-clients.js";
 import type { Logger } from "pino";
 import {
   type RateLimiterAbstract,
@@ -27,7 +27,11 @@ export interface RateLimits {
   push(apiKeyId: string): Promise<number | undefined>;
 }
 
-export function createRateLimits(deps: { cfg: Config; log: Logger; redis?: Redis }): RateLimits {
+export function createRateLimits(deps: {
+  cfg: Config;
+  log: Logger;
+  redis?: RedisClient;
+}): RateLimits {
   const { cfg, redis } = deps;
   const log = deps.log.child({ module: "rate-limits" });
   const perWorkerIp = Math.max(1, Math.ceil(cfg.RATE_CONNECTIONS_PER_IP_PER_MINUTE / cfg.WORKERS));

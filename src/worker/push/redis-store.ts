@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
 import type { IdemClaimResult, OfflinePutResult, StoredMessage } from "../../shared/ipc.js";
-import { type DeliveryStore, nothingTaken, type TakenMessages } from "./delivery-store.js";
+import type { RedisTarget } from "../../shared/redis-target.js";
+import { createRedisClient, type RedisClient } from "../redis/redis-clients.js";
 import { waitForReady } from "../redis/wait-ready.js";
+import { type DeliveryStore, nothingTaken, type TakenMessages } from "./delivery-store.js";
 
 /**
  * The delivery store in Redis (REDIS_URL), shared by every host: a user may
@@ -28,8 +29,12 @@ import { waitForReady } from "../redis/wait-ready.js";
  * Every operation is one Lua script, so each is atomic across hosts: two
  * tabs registering at once on two hosts never both get a message. Times are
  * Redis's own clock (TIME), so hosts with skewed clocks agree on expiry.
- * One Redis (or a primary with replicas), not Redis Cluster: the scripts
- * touch several keys.
+ *
+ * On Redis Cluster the scripts' keys must share a slot: there they all carry
+ * one hash tag, `{<REDIS_KEY_PREFIX>:delivery}:…`, so the store lives on one
+ * shard and keeps its global bounds (OFFLINE_MAX_TOTAL, …) atomic. The
+ * idempotency keys (one key per operation) keep their untagged names and
+ * spread over every shard.
  */
 
 const NOW = `local t = redis.call('TIME')
@@ -215,7 +220,7 @@ interface Scripts {
 }
 
 export interface RedisStoreOptions {
-  url: string;
+  target: RedisTarget;
   prefix: string;
   maxPerUser: number;
   maxTotal: number;
@@ -235,7 +240,7 @@ export interface RedisStoreOptions {
 }
 
 export interface RedisStore extends DeliveryStore {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Resolves when connected, or after `ms` (the store then fails until Redis is back). */
   ready(ms: number): Promise<boolean>;
   sweep(): Promise<number>;
@@ -255,7 +260,7 @@ export function parseEntry(entry: string): StoredMessage {
 }
 
 export function createRedisStore(opts: RedisStoreOptions): RedisStore {
-  const redis = new Redis(opts.url, {
+  const redis = createRedisClient(opts.target, {
     // Fail at once while disconnected instead of queueing: the caller falls
     // back to the host's store, and a push still answers.
     enableOfflineQueue: false,
@@ -277,7 +282,10 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
   redis.defineCommand("ssRelease", { lua: RELEASE, numberOfKeys: 1 });
   const s = redis as unknown as Scripts;
 
-  const k = (name: string) => `${opts.prefix}:delivery:${name}`;
+  const base =
+    opts.target.kind === "cluster" ? `{${opts.prefix}:delivery}` : `${opts.prefix}:delivery`;
+  const k = (name: string) => `${base}:${name}`;
+  const idem = (key: string) => `${opts.prefix}:delivery:idem:${key}`;
   const totals = [k("index"), k("sizes"), k("bytes")];
   const queue = (userId: string) => k(`q:${userId}`);
 
@@ -345,11 +353,9 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
       } satisfies TakenMessages;
     },
     async claim(key, id, fingerprint) {
-      const held = (await s.ssClaim(
-        k(`idem:${key}`),
-        `${id} ${fingerprint}`,
-        opts.idempotencyWindowMs,
-      )) as string | null;
+      const held = (await s.ssClaim(idem(key), `${id} ${fingerprint}`, opts.idempotencyWindowMs)) as
+        | string
+        | null;
       if (held === null) return { duplicate: false } satisfies IdemClaimResult;
       const [originalId = "", stored] = held.split(" ");
       return {
@@ -359,7 +365,7 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
       } satisfies IdemClaimResult;
     },
     async release(key, id) {
-      await s.ssRelease(k(`idem:${key}`), id);
+      await s.ssRelease(idem(key), id);
     },
     async sweep() {
       const n = (await s.ssSweep(...totals)) as number;
