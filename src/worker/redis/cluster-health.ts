@@ -44,8 +44,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 const keyOf = (n: Redis) => `${n.options.host}:${n.options.port}`;
 
-/** The sharded subscriptions' problem, if any (undefined also when internals are unknown). */
-export function shardedSubscribersProblem(cluster: Cluster): string | undefined {
+/** ioredis' sharded subscriber group, when it has the shape this module reads. */
+export function shardedGroup(cluster: Cluster): ShardedGroup | undefined {
   const group = (cluster as unknown as Internals).shardedSubscribers;
   if (
     !group ||
@@ -55,6 +55,21 @@ export function shardedSubscribersProblem(cluster: Cluster): string | undefined 
   ) {
     return undefined;
   }
+  return group as ShardedGroup;
+}
+
+/** ioredis' classic subscriber (one connection for the whole cluster), when readable. */
+export function classicSubscriber(cluster: Cluster): { getInstance(): Redis | null } | undefined {
+  const sub = (cluster as unknown as Internals).subscriber;
+  return typeof sub?.getInstance === "function"
+    ? (sub as { getInstance(): Redis | null })
+    : undefined;
+}
+
+/** The sharded subscriptions' problem, if any (undefined also when internals are unknown). */
+export function shardedSubscribersProblem(cluster: Cluster): string | undefined {
+  const group = shardedGroup(cluster);
+  if (!group) return undefined;
   const dead = new Set<string>();
   for (const [slot, channels] of group.channels) {
     if (channels.length === 0) continue;
@@ -100,7 +115,7 @@ export async function clusterHealth(
   if (down.length > 0) return `shard ${down.sort().join(",")} unreachable`;
   const sharded = shardedSubscribersProblem(cluster);
   if (sharded) return sharded;
-  const classic = (cluster as unknown as Internals).subscriber?.getInstance?.();
-  if (classic !== undefined && classic?.status !== "ready") return "subscriber not connected";
+  const classic = classicSubscriber(cluster);
+  if (classic && classic.getInstance()?.status !== "ready") return "subscriber not connected";
   return undefined;
 }

@@ -64,6 +64,15 @@ export function createRedisClient(target: RedisTarget, options: ClientOptions): 
     ...(retryStrategy ? { clusterRetryStrategy: (n: number) => retryStrategy(n) ?? null } : {}),
     ...(lazyConnect !== undefined ? { lazyConnect } : {}),
     shardedSubscribers: shardedSubscribers ?? false,
+    // With TLS, connect to the names the cluster announces rather than to
+    // their addresses, so that the certificates' names match (managed
+    // clusters such as ElastiCache announce host names).
+    ...(target.auth.tls
+      ? {
+          dnsLookup: (address: string, done: (err: Error | null, address: string) => void) =>
+            done(null, address),
+        }
+      : {}),
     // A failover is seen as soon as a command or a subscriber hits the dead
     // node; the periodic refresh catches the rest.
     slotsRefreshInterval: 2_000,
