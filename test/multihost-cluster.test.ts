@@ -8,6 +8,7 @@ defineHaSuite("cluster", async () => {
     env: { REDIS_CLUSTER_NODES: c.seeds },
     masterOf: (key) => c.masterOf(key),
     kill: (port) => c.kill(port),
+    moveSlotOf: (key) => c.moveSlotOf(key),
     stop: () => c.stop(),
   };
 });

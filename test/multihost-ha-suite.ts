@@ -22,6 +22,8 @@ export interface HaTier {
   /** The port of the master serving `key` (a key or a sharded channel name). */
   masterOf(key: string): Promise<number>;
   kill(port: number): void;
+  /** Cluster only: moves the slot of `key` to another master (a resharding). */
+  moveSlotOf?(key: string): Promise<{ from: number; to: number }>;
   stop(): Promise<void>;
 }
 
@@ -130,6 +132,35 @@ export function defineHaSuite(kind: "cluster" | "sentinel", start: () => Promise
         );
         expect(err?.data?.code).toBe("AUTH_REVOKED");
       }
+    });
+  });
+
+  describe.skipIf(kind !== "cluster")(`a slot moving to another master (${kind})`, () => {
+    it("pushes to a user whose channel's slot moved keep crossing hosts", async () => {
+      const u = uniq("moved");
+      const remote = await connectRegistered(b.publicUrl, await tokenFor(u), u);
+      const seen: number[] = [];
+      remote.on("seq", (i: number) => seen.push(i));
+      const before = nextEvent(remote, "seq");
+      await a.api("POST", "/api/push", { userId: u, event: "seq", payload: -1 });
+      await before;
+
+      const moved = await tier.moveSlotOf!(userChannel(u));
+      expect(await tier.masterOf(userChannel(u))).toBe(moved.to);
+      // ioredis learns the new owner (MOVED, its slot refresh) and re-subscribes there.
+      const t0 = Date.now();
+      let i = 0;
+      while (!seen.some((n) => n >= 0) && Date.now() - t0 < 15_000) {
+        await a.api("POST", "/api/push", { userId: u, event: "seq", payload: i++ });
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      console.log(`slot move: cross-host push after ${Date.now() - t0} ms`);
+      expect(seen.some((n) => n >= 0)).toBe(true);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      // And a push just after arrives at once, once.
+      const got = nextEvent(remote, "after");
+      await a.api("POST", "/api/push", { userId: u, event: "after", payload: 1 });
+      expect(await got).toBe(1);
     });
   });
 

@@ -93,6 +93,12 @@ export interface RedisClusterTier {
   ports: number[];
   /** The port of the master that serves `key`'s slot now. */
   masterOf(key: string): Promise<number>;
+  /**
+   * Moves `key`'s slot to another master, as a resharding does (IMPORTING,
+   * MIGRATING, MIGRATE of its keys, SETSLOT NODE everywhere); resolves with
+   * the ports it moved from and to.
+   */
+  moveSlotOf(key: string): Promise<{ from: number; to: number }>;
   /** kill -9 of the node on `port`. */
   kill(port: number): void;
   /** Resolves once every live node sees the cluster as ok and `port` as a master of slots. */
@@ -167,6 +173,39 @@ export async function startRedisCluster(
         }
       }
       throw new Error(`no master for slot ${slot}`);
+    },
+    async moveSlotOf(key) {
+      const from = await tier.masterOf(key);
+      const slot = (await redisCli(from, "cluster", "keyslot", key)).trim();
+      const lines = (await redisCli(from, "cluster", "nodes")).trim().split("\n");
+      const masters = lines
+        .map((l) => l.split(" "))
+        .filter((f) => f[2]?.includes("master") && !f[2].includes("fail"))
+        .map((f) => ({ id: f[0]!, port: Number(f[1]!.split("@")[0]!.split(":")[1]) }));
+      const src = masters.find((m) => m.port === from)!;
+      const dst = masters.find((m) => m.port !== from)!;
+      await redisCli(dst.port, "cluster", "setslot", slot, "importing", src.id);
+      await redisCli(from, "cluster", "setslot", slot, "migrating", dst.id);
+      for (;;) {
+        const keys = (await redisCli(from, "cluster", "getkeysinslot", slot, "100"))
+          .trim()
+          .split("\n")
+          .filter(Boolean);
+        if (keys.length === 0) break;
+        await redisCli(
+          from,
+          "migrate",
+          "127.0.0.1",
+          String(dst.port),
+          "",
+          "0",
+          "5000",
+          "keys",
+          ...keys,
+        );
+      }
+      for (const m of masters) await redisCli(m.port, "cluster", "setslot", slot, "node", dst.id);
+      return { from, to: dst.port };
     },
     kill(port) {
       const n = nodes.find((x) => x.port === port);
