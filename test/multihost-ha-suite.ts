@@ -3,6 +3,7 @@ import { readiness, until, waitForHosts } from "./multihost-suite.js";
 import { closeAllClients, connect, connectRegistered, nextEvent } from "./support/client.js";
 import { connectAndRegister, slotOf, waitForCount } from "./support/delivery-helpers.js";
 import { signToken } from "./support/fixtures.js";
+import { deliveryBucket, deliveryKeyBase } from "../src/worker/push/redis-store.js";
 import { redisCli } from "./support/redis-ha.js";
 import { type RunningServer, startServer } from "./support/server.js";
 
@@ -30,7 +31,7 @@ export interface HaTier {
 const PREFIX = "ssha";
 const userChannel = (u: string) => `${PREFIX}:sio#/#user:${u}#`;
 const storeKey = (kind: string, u: string) =>
-  kind === "cluster" ? `{${PREFIX}:delivery}:q:${u}` : `${PREFIX}:delivery:q:${u}`;
+  `${deliveryKeyBase(PREFIX, kind === "cluster", deliveryBucket(u))}:q:${u}`;
 
 /** Until the master's replica has acknowledged every write so far (INFO replication offsets). */
 async function waitReplicated(masterPort: number): Promise<void> {
@@ -98,19 +99,29 @@ export function defineHaSuite(kind: "cluster" | "sentinel", start: () => Promise
       expect(await Promise.all(news)).toEqual(["hi", "hi"]);
     });
 
-    it("stores a message on host A for an offline user and replays it on register on host B", async () => {
+    it("stores a message on host A for offline users and replays it on register on host B", async () => {
+      // Two users in different buckets of the store (on a cluster: two hash tags).
       const u = uniq("off");
+      let v = uniq("off");
+      while (deliveryBucket(v) === deliveryBucket(u)) v = uniq("off");
       const res = await a.api("POST", "/api/push", {
-        userId: u,
+        userIds: [u, v],
         event: "note",
         payload: { text: "kept" },
         options: { offline: "store" },
       });
-      expect(await res.json()).toMatchObject({ stored: 1 });
-      const r = await connectAndRegister(b.publicUrl, await tokenFor(u), u, "note");
-      expect(r.ack).toMatchObject({ ok: true, replayed: 1 });
-      await waitForCount(r.socket, "note", () => r.got.length, 1);
-      expect(r.got).toEqual([{ text: "kept" }]);
+      expect(await res.json()).toMatchObject({ stored: 2 });
+      // In Redis, under the key layout the docs give, on the master of its slot.
+      for (const user of [u, v]) {
+        const key = storeKey(kind, user);
+        expect((await redisCli(await tier.masterOf(key), "llen", key)).trim()).toBe("1");
+      }
+      for (const user of [u, v]) {
+        const r = await connectAndRegister(b.publicUrl, await tokenFor(user), user, "note");
+        expect(r.ack).toMatchObject({ ok: true, replayed: 1 });
+        await waitForCount(r.socket, "note", () => r.got.length, 1);
+        expect(r.got).toEqual([{ text: "kept" }]);
+      }
     });
 
     it("a revocation on host A is seen on host B", async () => {
@@ -166,8 +177,9 @@ export function defineHaSuite(kind: "cluster" | "sentinel", start: () => Promise
 
   describe(`a Redis ${kind} failover`, () => {
     it("kill -9 of the user's master: local delivery goes on, /ready says why, cross-host pushes resume within 15 s", async () => {
-      // A user whose channel lives on the master that also holds the offline store.
-      const storeMaster = await tier.masterOf(storeKey(kind, "x"));
+      // A user whose channel lives on the master that also holds an offline user's queue.
+      const off = uniq("kept");
+      const storeMaster = await tier.masterOf(storeKey(kind, off));
       let u = uniq("fo");
       while ((await tier.masterOf(userChannel(u))) !== storeMaster) u = uniq("fo");
       const remote = await connectRegistered(b.publicUrl, await tokenFor(u), u);
@@ -184,7 +196,6 @@ export function defineHaSuite(kind: "cluster" | "sentinel", start: () => Promise
       }
       expect(workersOfA()).toBe(2);
       // Stored before the kill and acknowledged by the replica: must survive it.
-      const off = uniq("kept");
       const stored = await a.api("POST", "/api/push", {
         userId: off,
         event: "note",
