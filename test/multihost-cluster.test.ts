@@ -7,6 +7,7 @@ defineHaSuite("cluster", async () => {
   return {
     env: { REDIS_CLUSTER_NODES: c.seeds },
     masterOf: (key) => c.masterOf(key),
+    switchover: (key) => c.switchover(key),
     kill: (port) => c.kill(port),
     moveSlotOf: (key) => c.moveSlotOf(key),
     stop: () => c.stop(),

@@ -23,6 +23,8 @@ export interface HaTier {
   /** The port of the master serving `key` (a key or a sharded channel name). */
   masterOf(key: string): Promise<number>;
   kill(port: number): void;
+  /** A planned failover of `key`'s master; resolves with the new master's port. */
+  switchover(key: string): Promise<number>;
   /** Cluster only: moves the slot of `key` to another master (a resharding). */
   moveSlotOf?(key: string): Promise<{ from: number; to: number }>;
   stop(): Promise<void>;
@@ -173,6 +175,44 @@ export function defineHaSuite(kind: "cluster" | "sentinel", start: () => Promise
       await a.api("POST", "/api/push", { userId: u, event: "after", payload: 1 });
       expect(await got).toBe(1);
     });
+  });
+
+  describe(`a planned switchover (${kind})`, () => {
+    it("hosts follow the new master by themselves: cross-host pushes go on", async () => {
+      const u = uniq("sw");
+      const remote = await connectRegistered(b.publicUrl, await tokenFor(u), u);
+      const seen: number[] = [];
+      remote.on("seq", (i: number) => seen.push(i));
+      const from = await tier.masterOf(userChannel(u));
+      const to = await tier.switchover(userChannel(u));
+      expect(to).not.toBe(from);
+      const t0 = Date.now();
+      let i = 0;
+      while (seen.length === 0 && Date.now() - t0 < 15_000) {
+        await a.api("POST", "/api/push", { userId: u, event: "seq", payload: i++ });
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      console.log(
+        `${kind} switchover: cross-host push ${Date.now() - t0} ms after the new master took over`,
+      );
+      expect(seen.length).toBeGreaterThan(0);
+      for (const s of [a, b]) {
+        await until("/ready 200 after the switchover", async () =>
+          (await readiness(s)).status === 200 ? true : undefined,
+        );
+      }
+      // Writes go to the new master too: an offline message stored and replayed.
+      const off = uniq("sw-off");
+      const res = await a.api("POST", "/api/push", {
+        userId: off,
+        event: "note",
+        payload: "after",
+        options: { offline: "store" },
+      });
+      expect(await res.json()).toMatchObject({ stored: 1 });
+      const r = await connectAndRegister(b.publicUrl, await tokenFor(off), off, "note");
+      expect(r.ack).toMatchObject({ ok: true, replayed: 1 });
+    }, 40_000);
   });
 
   describe(`a Redis ${kind} failover`, () => {

@@ -7,6 +7,7 @@ defineHaSuite("sentinel", async () => {
   return {
     env: { REDIS_SENTINELS: s.sentinels, REDIS_SENTINEL_MASTER: s.master },
     masterOf: () => s.masterPort(),
+    switchover: () => s.switchover(),
     kill: (port) => s.kill(port),
     stop: () => s.stop(),
   };

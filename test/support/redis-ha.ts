@@ -99,6 +99,8 @@ export interface RedisClusterTier {
    * the ports it moved from and to.
    */
   moveSlotOf(key: string): Promise<{ from: number; to: number }>;
+  /** A planned failover: CLUSTER FAILOVER on a replica of `key`'s master; resolves with the new master's port. */
+  switchover(key: string): Promise<number>;
   /** kill -9 of the node on `port`. */
   kill(port: number): void;
   /** Resolves once every live node sees the cluster as ok and `port` as a master of slots. */
@@ -207,6 +209,21 @@ export async function startRedisCluster(
       for (const m of masters) await redisCli(m.port, "cluster", "setslot", slot, "node", dst.id);
       return { from, to: dst.port };
     },
+    async switchover(key) {
+      const from = await tier.masterOf(key);
+      const lines = (await redisCli(from, "cluster", "nodes")).trim().split("\n");
+      const self = lines.map((l) => l.split(" ")).find((f) => f[2]?.includes("myself"))!;
+      const replica = lines
+        .map((l) => l.split(" "))
+        .find((f) => f[3] === self[0] && !f[2]!.includes("fail"));
+      if (!replica) throw new Error(`no replica of ${from}`);
+      const to = Number(replica[1]!.split("@")[0]!.split(":")[1]);
+      await redisCli(to, "cluster", "failover");
+      await waitFor("the replica to take over", async () =>
+        (await tier.masterOf(key)) === to ? true : undefined,
+      );
+      return to;
+    },
     kill(port) {
       const n = nodes.find((x) => x.port === port);
       if (!n) throw new Error(`no node on ${port}`);
@@ -237,6 +254,8 @@ export interface SentinelTier {
   master: string;
   /** The port of the current master, as the sentinels see it. */
   masterPort(): Promise<number>;
+  /** A planned failover (SENTINEL FAILOVER); resolves with the new master's port. */
+  switchover(): Promise<number>;
   kill(port: number): void;
   stop(): Promise<void>;
 }
@@ -298,12 +317,36 @@ export async function startRedisSentinel(
     await stopAll(nodes, dir);
     throw err;
   }
-  return {
+  const tier: SentinelTier = {
     sentinels: sentinelPorts.map((p) => `127.0.0.1:${p}`).join(","),
     master,
     async masterPort() {
       const out = await redisCli(sentinelPorts[0]!, "sentinel", "get-master-addr-by-name", master);
       return Number(out.trim().split("\n")[1]);
+    },
+    async switchover() {
+      const from = await tier.masterPort();
+      await redisCli(sentinelPorts[0]!, "sentinel", "failover", master);
+      const to = await waitFor("the sentinels to name a new master", async () => {
+        const p = await tier.masterPort();
+        return p !== from ? p : undefined;
+      });
+      // The old master follows the new one before the next failover can use
+      // it. Sentinel would reconfigure it on its next look (up to 10 s): do
+      // now what it does then (REPLICAOF, then CLIENT KILL of normal and
+      // pub/sub clients, so that they reconnect through the sentinels).
+      await redisCli(from, "replicaof", "127.0.0.1", String(to));
+      await redisCli(from, "client", "kill", "type", "normal");
+      await redisCli(from, "client", "kill", "type", "pubsub");
+      await waitFor(
+        "the old master to replicate from the new one",
+        async () =>
+          (await redisCli(from, "info", "replication")).includes("master_link_status:up")
+            ? true
+            : undefined,
+        15_000,
+      );
+      return to;
     },
     kill(port) {
       const n = nodes.find((x) => x.port === port);
@@ -312,4 +355,5 @@ export async function startRedisSentinel(
     },
     stop: () => stopAll(nodes, dir),
   };
+  return tier;
 }

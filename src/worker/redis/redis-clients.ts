@@ -31,9 +31,19 @@ export function isCluster(client: RedisClient): client is Cluster {
   return client instanceof Cluster;
 }
 
+/**
+ * A connection that still points at a demoted master (a managed endpoint
+ * whose name has moved, a Sentinel reconfiguration whose CLIENT KILL did not
+ * reach us) gets READONLY for every write: reconnect, which finds the new
+ * master (DNS, the sentinels). The failed command is not re-sent.
+ */
+const reconnectOnReadOnly = (err: Error) => err.message.startsWith("READONLY");
+
 export function createRedisClient(target: RedisTarget, options: ClientOptions): RedisClient {
   const { shardedSubscribers, ...opts } = options;
-  if (target.kind === "url") return new Redis(target.url, opts);
+  if (target.kind === "url") {
+    return new Redis(target.url, { reconnectOnError: reconnectOnReadOnly, ...opts });
+  }
   const auth = {
     ...(target.auth.username ? { username: target.auth.username } : {}),
     ...(target.auth.password ? { password: target.auth.password } : {}),
@@ -41,6 +51,7 @@ export function createRedisClient(target: RedisTarget, options: ClientOptions): 
   };
   if (target.kind === "sentinel") {
     return new Redis({
+      reconnectOnError: reconnectOnReadOnly,
       ...opts,
       ...auth,
       sentinels: target.sentinels,
