@@ -11,10 +11,12 @@ import { freePort } from "./redis.mjs";
  * when the bench exits.
  */
 
-/** Every node this process started, killed when it exits (one listener for all). */
+/** Every node and temp dir this process made, removed when it exits (one listener for all). */
 const started = new Set();
+const dirs = new Set();
 process.once("exit", () => {
   for (const p of started) p.kill("SIGKILL");
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 const cli = (port, ...args) =>
@@ -38,6 +40,7 @@ function launch(args) {
 
 export async function startRedisCluster({ masters = 3, nodeTimeoutMs = 1_000 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "ss-bench-rcluster-"));
+  dirs.add(dir);
   const nodes = [];
   for (let i = 0; i < masters * 2; i++) {
     const port = await freePort();
