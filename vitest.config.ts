@@ -18,6 +18,10 @@ const SERIAL = [
   // Timed out (90 s) in parallel next to bench-smoke: 20 MB of replay held in
   // socket buffers while a worker is killed.
   "test/replay-crash.test.ts",
+  // A Redis Cluster (6 redis-servers) or a Sentinel set and two hosts each,
+  // timing a failover against a 15 s bound.
+  "test/multihost-cluster.test.ts",
+  "test/multihost-sentinel.test.ts",
 ];
 
 export default defineConfig({

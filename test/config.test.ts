@@ -62,6 +62,7 @@ describe("loadConfig", () => {
     ["FORWARD_LIFECYCLE", "true", "maybe"],
     ["REDIS_URL", "redis://127.0.0.1:6379", "http://redis"],
     ["REDIS_ADAPTER_MODE", "sharded", "fancy"],
+    ["REDIS_CLUSTER_NODES", "10.0.0.1:6379, redis-2:6380,[::1]:7000", "10.0.0.1"],
     ["LOG_LEVEL", "debug", "loud"],
     ["LOG_FILE_SIZE", "5m", "big"],
     ["LOG_FILE_COUNT", "3", "0"],
@@ -114,6 +115,66 @@ describe("loadConfig", () => {
     expect(problems({ ...base, JWT_JWKS_URL: "https://x/jwks.json" })).toEqual([
       "JWT_SECRET / JWT_PUBLIC_KEY / JWT_JWKS_URL: got several, expected exactly one",
     ]);
+  });
+
+  it("reaches Redis one way: a URL, a Cluster seed list or Sentinels with a master name", () => {
+    expect(loadConfig(base).redis).toBeUndefined();
+    const url = loadConfig({ ...base, REDIS_URL: "redis://r:6379" });
+    expect(url.redis).toEqual({ kind: "url", url: "redis://r:6379" });
+    expect(url.redisAdapterMode).toBe("classic");
+    const cluster = loadConfig({
+      ...base,
+      REDIS_CLUSTER_NODES: "10.0.0.1:7000,[::1]:7001",
+      REDIS_USERNAME: "socket",
+      REDIS_PASSWORD: "pw-secret",
+      REDIS_TLS: "true",
+    });
+    expect(cluster.redis).toEqual({
+      kind: "cluster",
+      nodes: [
+        { host: "10.0.0.1", port: 7000 },
+        { host: "::1", port: 7001 },
+      ],
+      auth: { username: "socket", password: "pw-secret", tls: true },
+    });
+    // Sharded pub/sub by default on a cluster; classic only when asked for.
+    expect(cluster.redisAdapterMode).toBe("sharded");
+    expect(
+      loadConfig({ ...base, REDIS_CLUSTER_NODES: "h:1", REDIS_ADAPTER_MODE: "classic" })
+        .redisAdapterMode,
+    ).toBe("classic");
+    const sentinel = loadConfig({
+      ...base,
+      REDIS_SENTINELS: "s1:26379,s2:26379",
+      REDIS_SENTINEL_MASTER: "main",
+    });
+    expect(sentinel.redis).toMatchObject({
+      kind: "sentinel",
+      master: "main",
+      auth: { tls: false },
+    });
+    expect(sentinel.redisAdapterMode).toBe("classic");
+
+    expect(problems({ ...base, REDIS_URL: "redis://r", REDIS_CLUSTER_NODES: "h:1" })).toEqual([
+      "REDIS_URL / REDIS_CLUSTER_NODES: got several, expected at most one way to reach Redis",
+    ]);
+    expect(problems({ ...base, REDIS_SENTINELS: "s:26379" })).toEqual([
+      "REDIS_SENTINEL_MASTER: got missing, expected the master's name with REDIS_SENTINELS",
+    ]);
+    expect(problems({ ...base, REDIS_SENTINEL_MASTER: "main" })).toEqual([
+      "REDIS_SENTINEL_MASTER: got a name, expected REDIS_SENTINELS as well",
+    ]);
+    // A URL carries its own credentials; the password is never printed.
+    const p = problems({ ...base, REDIS_URL: "redis://r", REDIS_PASSWORD: "pw-secret" });
+    expect(p).toEqual([
+      "REDIS_PASSWORD: got a secret value (not shown), expected REDIS_CLUSTER_NODES or REDIS_SENTINELS, a REDIS_URL carries its own",
+    ]);
+    expect(problems({ ...base, FORWARD_TRANSPORT: "redis-stream" })[0]).toMatch(
+      /^FORWARD_TRANSPORT: /,
+    );
+    expect(
+      problems({ ...base, FORWARD_TRANSPORT: "redis-stream", REDIS_CLUSTER_NODES: "h:1" }),
+    ).toEqual([]);
   });
 
   it("refuses contradictory settings", () => {

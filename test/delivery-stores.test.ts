@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { IdempotencyStore } from "../src/primary/idempotency-store.js";
 import { OfflineStore } from "../src/primary/offline-store.js";
+import type { Logger } from "pino";
 import type { StoredMessage } from "../src/shared/ipc.js";
+import { type DeliveryStore, PartialPutError } from "../src/worker/push/delivery-store.js";
+import { withFallback } from "../src/worker/push/fallback-store.js";
 
 // Pure units for the primary's stores; the multi-process behaviour is in
 // delivery.test.ts. A settable clock stands in for time.
@@ -160,5 +163,39 @@ describe("IdempotencyStore", () => {
     expect(s.claim("a", "4", "fp").duplicate).toBe(false);
     c.advance(1_000);
     expect(s.sweep()).toBe(2);
+  });
+});
+
+describe("withFallback (Redis, then the host's store)", () => {
+  const m = msg("m1", 1_000);
+  const store = (put: DeliveryStore["put"]): DeliveryStore =>
+    ({ kind: "test", put, close: async () => {} }) as unknown as DeliveryStore;
+  const quiet = { warn: () => {} } as unknown as Logger;
+
+  it("keeps on this host only the users a partial put could not store in Redis", async () => {
+    const here: string[][] = [];
+    const main = store(async () => {
+      throw new PartialPutError({ stored: 2, droppedOldest: 1, refused: 0 }, ["c"], new Error("x"));
+    });
+    const local = store(async (users) => {
+      here.push([...users]);
+      return { stored: users.length, droppedOldest: 0, refused: 0 };
+    });
+    const r = await withFallback(main, local, quiet).put(["a", "b", "c"], m);
+    expect(here).toEqual([["c"]]);
+    expect(r).toEqual({ stored: 3, droppedOldest: 1, refused: 0 });
+  });
+
+  it("keeps everything on this host when Redis stored nothing", async () => {
+    const here: string[][] = [];
+    const main = store(async () => {
+      throw new Error("ECONNREFUSED");
+    });
+    const local = store(async (users) => {
+      here.push([...users]);
+      return { stored: users.length, droppedOldest: 0, refused: 0 };
+    });
+    expect(await withFallback(main, local, quiet).put(["a", "b"], m)).toMatchObject({ stored: 2 });
+    expect(here).toEqual([["a", "b"]]);
   });
 });

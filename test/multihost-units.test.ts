@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/shared/config.js";
 import { frame, hasBinary, unframe } from "../src/worker/redis/hosts-adapter.js";
+import type { Cluster } from "ioredis";
+import { describeRedisTarget } from "../src/shared/redis-target.js";
+import {
+  classicSubscriber,
+  clusterHealth,
+  shardedGroup,
+} from "../src/worker/redis/cluster-health.js";
+import { createRedisClient, isCluster } from "../src/worker/redis/redis-clients.js";
 import { describeRedisUrl, retryDelayMs } from "../src/worker/redis/redis-link.js";
 import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./support/fixtures.js";
 
@@ -84,6 +92,45 @@ describe("reconnect backoff", () => {
       const d = retryDelayMs(attempt);
       expect(d).toBeGreaterThanOrEqual(base);
       expect(d).toBeLessThan(base + 250);
+    }
+  });
+});
+
+describe("Redis Cluster and Sentinel clients", () => {
+  it("are described for logs without the password", () => {
+    const auth = { username: "socket", password: "s3cret-pw", tls: true };
+    const c = describeRedisTarget({
+      kind: "cluster",
+      nodes: [{ host: "10.0.0.1", port: 7000 }],
+      auth,
+    });
+    expect(c).toEqual({ cluster: "10.0.0.1:7000", tls: true, auth: true });
+    const s = describeRedisTarget({
+      kind: "sentinel",
+      sentinels: [{ host: "s1", port: 26379 }],
+      master: "main",
+      auth,
+    });
+    expect(s).toEqual({ sentinels: "s1:26379", master: "main", tls: true, auth: true });
+    expect(JSON.stringify([c, s])).not.toContain("s3cret");
+  });
+
+  // cluster-health.ts reads ioredis' subscriber internals to tell when a
+  // failover is over; an ioredis upgrade that changes them must fail here,
+  // not silently skip the check.
+  it("a cluster client exposes the subscriber state the health check reads", async () => {
+    const client = createRedisClient(
+      { kind: "cluster", nodes: [{ host: "127.0.0.1", port: 1 }], auth: { tls: false } },
+      { connectionName: "units", lazyConnect: true, shardedSubscribers: true },
+    );
+    try {
+      expect(isCluster(client)).toBe(true);
+      const cluster = client as Cluster;
+      expect(shardedGroup(cluster)).toBeDefined();
+      expect(classicSubscriber(cluster)).toBeDefined();
+      expect(await clusterHealth(cluster, 100)).toBe("cluster connection wait");
+    } finally {
+      client.disconnect();
     }
   });
 });

@@ -56,7 +56,13 @@ export function createPrimaryCore(deps: {
     // A rolling restart takes one worker out on purpose; the host still serves.
     const expected = sup.restarting ? cfg.WORKERS - 1 : cfg.WORKERS;
     if (ready < expected) reasons.push(`${ready} of ${cfg.WORKERS} workers ready`);
-    if (sup.slots.some((s) => s.load?.redis === "down")) reasons.push("redis unreachable");
+    const redisDown = sup.slots.filter((s) => s.load?.redis === "down");
+    if (redisDown.length > 0) {
+      reasons.push("redis unreachable");
+      // Which part of the Redis tier, as a worker saw it (a shard failing over, a refused connection).
+      const why = redisDown.find((s) => s.load?.redisReason)?.load?.redisReason;
+      if (why) reasons.push(`redis: ${why}`);
+    }
     return {
       ready: reasons.length === 0,
       reasons,

@@ -24,6 +24,17 @@ const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
   .transform((v) => v === "true" || v === "1" || v === "yes");
 const url = z.string().url();
+const splitCsv = (s: string) =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0);
+
+/** host:port, the host a name, IPv4 or [IPv6]. */
+function isHostPort(s: string): boolean {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(s);
+  return m !== null && Number(m[2]) > 0 && Number(m[2]) <= 65535;
+}
 
 /** redis[s]://[user:password@]host[:port][/db][?options], as ioredis reads it. */
 function isRedisUrl(s: string): boolean {
@@ -214,10 +225,46 @@ export const CONFIG_SCHEMA = z.object({
     )
     .optional()
     .describe("`redis://` or `rediss://` (user and password in the URL): multi-host mode"),
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .transform(splitCsv)
+    .pipe(z.array(z.string().refine(isHostPort, "host:port")).min(1, "at least one host:port"))
+    .optional()
+    .describe(
+      "instead of `REDIS_URL`: a Redis Cluster seed list `host:port,…` (sharded pub/sub; see docs/scaling.md)",
+    ),
+  REDIS_SENTINELS: z
+    .string()
+    .transform(splitCsv)
+    .pipe(z.array(z.string().refine(isHostPort, "host:port")).min(1, "at least one host:port"))
+    .optional()
+    .describe("instead of `REDIS_URL`: Redis Sentinel addresses `host:port,…`"),
+  REDIS_SENTINEL_MASTER: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("the master's name the sentinels monitor (with `REDIS_SENTINELS`)"),
+  REDIS_USERNAME: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("ACL user for `REDIS_CLUSTER_NODES` or the Sentinel-managed master"),
+  REDIS_PASSWORD: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("password for `REDIS_CLUSTER_NODES` or the Sentinel-managed master"),
+  REDIS_TLS: bool
+    .default(false)
+    .describe(
+      "TLS to the cluster nodes or the Sentinel-managed master (CA: `NODE_EXTRA_CA_CERTS`)",
+    ),
   REDIS_ADAPTER_MODE: z
     .enum(["classic", "sharded"])
-    .default("classic")
-    .describe("`classic` pub/sub, or `sharded` (Redis 7 sharded pub/sub, per-room channels)"),
+    .optional()
+    .describe(
+      "`classic` pub/sub, or `sharded` (Redis 7 sharded pub/sub, per-room channels); default `sharded` with `REDIS_CLUSTER_NODES`, else `classic`",
+    ),
   REDIS_KEY_PREFIX: z
     .string()
     .default("socket-server")

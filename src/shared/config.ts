@@ -1,5 +1,6 @@
 import type { z } from "zod";
 import { CONFIG_SCHEMA, JWT_ALGORITHMS } from "./config-schema.js";
+import { parseHostPort, type RedisTarget } from "./redis-target.js";
 
 /**
  * `loadConfig(env)` is pure: it parses the environment once with the one
@@ -26,6 +27,10 @@ export interface Config extends Omit<Parsed, "JWT_SECRET" | "JWT_PUBLIC_KEY" | "
   readonly apiKeys: readonly string[];
   readonly dashboardToken: string;
   readonly corsOrigins: readonly string[] | "*";
+  /** Multi-host mode: REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS. */
+  readonly redis: RedisTarget | undefined;
+  /** REDIS_ADAPTER_MODE, or its default for the target. */
+  readonly redisAdapterMode: "classic" | "sharded";
 }
 
 export class ConfigError extends Error {
@@ -43,6 +48,7 @@ export const SECRET_VARIABLES = new Set([
   "DASHBOARD_TOKEN",
   "BACKEND_SIGNING_SECRET",
   "REDIS_URL",
+  "REDIS_PASSWORD",
 ]);
 
 function describeValue(name: string, value: unknown): string {
@@ -97,8 +103,11 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
   if (production && !c.CORS_ORIGINS?.length) {
     problems.push("CORS_ORIGINS: got missing, expected the allowed origins in production");
   }
-  if (c.FORWARD_TRANSPORT === "redis-stream" && !c.REDIS_URL) {
-    problems.push('FORWARD_TRANSPORT: got "redis-stream", expected REDIS_URL to be set as well');
+  const redis = redisTarget(c, problems);
+  if (c.FORWARD_TRANSPORT === "redis-stream" && !redis) {
+    problems.push(
+      'FORWARD_TRANSPORT: got "redis-stream", expected REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS to be set as well',
+    );
   }
   if (c.BACKEND_ATTEMPT_TIMEOUT_MS > c.BACKEND_DEADLINE_MS) {
     problems.push(
@@ -134,7 +143,65 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     apiKeys: Object.freeze([...(c.API_KEYS ?? [])]),
     dashboardToken: c.DASHBOARD_TOKEN!,
     corsOrigins: c.CORS_ORIGINS?.length ? Object.freeze([...c.CORS_ORIGINS]) : "*",
+    redis,
+    redisAdapterMode: c.REDIS_ADAPTER_MODE ?? (redis?.kind === "cluster" ? "sharded" : "classic"),
   });
+}
+
+/** At most one way to reach Redis, with what it needs; problems go to `problems`. */
+function redisTarget(c: Parsed, problems: string[]): RedisTarget | undefined {
+  const given = [
+    c.REDIS_URL && "REDIS_URL",
+    c.REDIS_CLUSTER_NODES && "REDIS_CLUSTER_NODES",
+    c.REDIS_SENTINELS && "REDIS_SENTINELS",
+  ].filter(Boolean);
+  if (given.length > 1) {
+    problems.push(`${given.join(" / ")}: got several, expected at most one way to reach Redis`);
+    return undefined;
+  }
+  if (c.REDIS_SENTINELS && !c.REDIS_SENTINEL_MASTER) {
+    problems.push(
+      "REDIS_SENTINEL_MASTER: got missing, expected the master's name with REDIS_SENTINELS",
+    );
+  }
+  if (c.REDIS_SENTINEL_MASTER && !c.REDIS_SENTINELS) {
+    problems.push("REDIS_SENTINEL_MASTER: got a name, expected REDIS_SENTINELS as well");
+  }
+  if (!c.REDIS_CLUSTER_NODES && !c.REDIS_SENTINELS) {
+    // A REDIS_URL carries its own credentials and TLS (redis://user:pw@…, rediss://).
+    const own = c.REDIS_URL ? ", a REDIS_URL carries its own" : "";
+    if (c.REDIS_USERNAME) {
+      problems.push(
+        `REDIS_USERNAME: got a value, expected REDIS_CLUSTER_NODES or REDIS_SENTINELS${own}`,
+      );
+    }
+    if (c.REDIS_PASSWORD) {
+      problems.push(
+        `REDIS_PASSWORD: got a secret value (not shown), expected REDIS_CLUSTER_NODES or REDIS_SENTINELS${own}`,
+      );
+    }
+    if (c.REDIS_TLS) {
+      problems.push(`REDIS_TLS: got true, expected REDIS_CLUSTER_NODES or REDIS_SENTINELS${own}`);
+    }
+  }
+  const auth = {
+    tls: c.REDIS_TLS,
+    ...(c.REDIS_USERNAME ? { username: c.REDIS_USERNAME } : {}),
+    ...(c.REDIS_PASSWORD ? { password: c.REDIS_PASSWORD } : {}),
+  };
+  if (c.REDIS_URL) return { kind: "url", url: c.REDIS_URL };
+  if (c.REDIS_CLUSTER_NODES) {
+    return { kind: "cluster", nodes: c.REDIS_CLUSTER_NODES.map(parseHostPort), auth };
+  }
+  if (c.REDIS_SENTINELS && c.REDIS_SENTINEL_MASTER) {
+    return {
+      kind: "sentinel",
+      sentinels: c.REDIS_SENTINELS.map(parseHostPort),
+      master: c.REDIS_SENTINEL_MASTER,
+      auth,
+    };
+  }
+  return undefined;
 }
 
 export interface DevDefaults {

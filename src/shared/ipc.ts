@@ -72,8 +72,10 @@ export interface WorkerLoad {
   /** Event-loop lag p99 over the last interval, ms. */
   lagMs: number;
   overloaded: boolean;
-  /** Only with REDIS_URL. */
+  /** Only in multi-host mode (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS). */
   redis?: "up" | "down";
+  /** Why Redis is down ("shard 10.0.0.7:6379 unreachable", "ECONNREFUSED"). */
+  redisReason?: string;
 }
 
 /** Requests a worker makes of its primary. */

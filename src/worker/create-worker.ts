@@ -25,7 +25,7 @@ import { setPublicSecurityHeaders } from "./protection/http-guard.js";
 import { createProtection } from "./protection/protection.js";
 import { createPushService } from "./push/push-service.js";
 import { trimSocketMemory } from "./gateway/socket-memory.js";
-import { setupMultiHost } from "./redis/multi-host.js";
+import { type MultiHost, setupMultiHost } from "./redis/multi-host.js";
 import { createWorkerObservability } from "./worker-metrics.js";
 import { createClientAddress } from "../shared/client-address.js";
 import { writeHttpError } from "../shared/http-error.js";
@@ -74,11 +74,19 @@ export interface Worker {
  * that reached another process). It never touches the process (signals,
  * exit: run-worker.ts).
  */
+/** The load report's Redis part: up or down, and why it is down (for /ready). */
+function redisLoad(m: MultiHost): Pick<WorkerLoad, "redis" | "redisReason"> {
+  const reason = m.redisDownReason();
+  return m.redisState() === "up"
+    ? { redis: "up" }
+    : { redis: "down", ...(reason ? { redisReason: reason.slice(0, 120) } : {}) };
+}
+
 export function createWorker(deps: WorkerDeps): Worker {
   const { cfg, log, slot, primary, recentLogs } = deps;
   const cluster = createClusterClient(primary);
-  // REDIS_URL: Redis between hosts, queries to every host (docs/scaling.md).
-  const multiHost = cfg.REDIS_URL ? setupMultiHost({ cfg, log, slot, local: cluster }) : undefined;
+  // Redis between hosts, queries to every host (docs/scaling.md).
+  const multiHost = cfg.redis ? setupMultiHost({ cfg, log, slot, local: cluster }) : undefined;
   let primaryState = {
     ready: false,
     draining: false,
@@ -167,7 +175,7 @@ export function createWorker(deps: WorkerDeps): Worker {
   });
   // One host: pushes to users go only to the workers that hold them
   // (src/primary/user-directory.ts); with Redis the adapter carries them.
-  const direct = cfg.REDIS_URL ? undefined : createDirectPush({ io, primary });
+  const direct = cfg.redis ? undefined : createDirectPush({ io, primary });
   attachGateway({
     io,
     cfg,
@@ -211,7 +219,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     lagMs: () => lastLag,
     authQueue: () => auth.stats().queueSize,
     logs: recentLogs,
-    redis: cfg.REDIS_URL !== undefined,
+    redis: cfg.redis !== undefined,
   });
   const answer = createLocalQueries(io, {
     status,
@@ -246,7 +254,7 @@ export function createWorker(deps: WorkerDeps): Worker {
       connections: io.engine.clientsCount,
       lagMs: lastLag,
       overloaded: overloaded(),
-      ...(multiHost ? { redis: multiHost.redisState() } : {}),
+      ...(multiHost ? redisLoad(multiHost) : {}),
     };
     primary.send({ t: "ss:load", load });
   }, 1_000);

@@ -7,13 +7,13 @@ import { createStreamForwarder } from "./stream-forwarder.js";
 
 /**
  * The forwarder configuration asks for: a Redis Stream with
- * FORWARD_TRANSPORT=redis-stream (config guarantees REDIS_URL), HTTP when
+ * FORWARD_TRANSPORT=redis-stream (config guarantees a Redis target), HTTP when
  * BACKEND_URL is set, otherwise every event is answered FORWARDING_DISABLED.
  */
 export function createForwarder(deps: { cfg: Config; log: Logger }): ForwardService {
   const { cfg, log } = deps;
-  if (cfg.FORWARD_TRANSPORT === "redis-stream" && cfg.REDIS_URL) {
-    return createStreamForwarder({ cfg, log, redisUrl: cfg.REDIS_URL });
+  if (cfg.FORWARD_TRANSPORT === "redis-stream" && cfg.redis) {
+    return createStreamForwarder({ cfg, log, target: cfg.redis });
   }
   if (cfg.BACKEND_URL) return createHttpForwarder({ cfg, log, backendUrl: cfg.BACKEND_URL });
   return {

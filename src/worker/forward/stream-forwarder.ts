@@ -1,4 +1,5 @@
-import { Redis } from "ioredis";
+import type { RedisTarget } from "../../shared/redis-target.js";
+import { createRedisClient } from "../redis/redis-clients.js";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
 import { ackError } from "../../shared/errors.js";
@@ -31,14 +32,14 @@ import { waitForReady } from "../redis/wait-ready.js";
 export interface StreamForwarderDeps {
   cfg: Config;
   log: Logger;
-  redisUrl: string;
+  target: RedisTarget;
 }
 
 export function createStreamForwarder(deps: StreamForwarderDeps): ForwardService {
   const { cfg } = deps;
   const log = deps.log.child({ module: "forward" });
   const tracker = createForwardTracker(createForwardBudget(cfg));
-  const redis = new Redis(deps.redisUrl, {
+  const redis = createRedisClient(deps.target, {
     enableOfflineQueue: false,
     commandTimeout: cfg.BACKEND_ATTEMPT_TIMEOUT_MS,
     maxRetriesPerRequest: 0,

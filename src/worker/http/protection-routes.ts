@@ -91,7 +91,7 @@ export function mountProtectionRoutes(
           : { userId: entry.userId, issuedBefore: entry.issuedBefore },
       until,
       disconnected,
-      ...(cfg.REDIS_URL ? { sharedWithOtherHosts: shared } : {}),
+      ...(cfg.redis ? { sharedWithOtherHosts: shared } : {}),
       ...(missing.length ? { missingWorkers: missing } : {}),
     });
   });

@@ -69,7 +69,11 @@ export function createProtection(deps: ProtectionDeps) {
     connections: () => io.engine.clientsCount,
     lagP99Ms: deps.lagP99Ms,
   });
-  const limits = createRateLimits({ cfg, log, ...(redis ? { redis: redis.pub } : {}) });
+  const limits = createRateLimits({
+    cfg,
+    log,
+    ...(redis ? { redis: redis.pub, redisUp: () => redis.up() } : {}),
+  });
   const denyList = createIpDenyList(cfg.IP_DENY_LIST);
   const revocations = createRevocations({
     io,

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis/redis-clients.js";
 import type { Logger } from "pino";
 import type { Config } from "../../shared/config.js";
 import {
@@ -32,7 +32,7 @@ import type { WorkerChannel } from "../ipc-channel.js";
 
 /** What this module needs of the worker's Redis link (src/worker/redis/redis-link.ts). */
 export interface SharedRedis {
-  readonly pub: Redis;
+  readonly pub: RedisClient;
   up(): boolean;
   onChange(listener: (up: boolean) => void): void;
   /** Subscribed again after every reconnect. */

@@ -76,9 +76,9 @@ export function createDelivery(deps: {
   let sweepTimer: NodeJS.Timeout | undefined;
   const createdAt = Date.now();
   let redisReady: ((ms: number) => Promise<boolean>) | undefined;
-  if (cfg.REDIS_URL) {
+  if (cfg.redis) {
     const redis = createRedisStore({
-      url: cfg.REDIS_URL,
+      target: cfg.redis,
       prefix: cfg.REDIS_KEY_PREFIX,
       maxPerUser: cfg.OFFLINE_MAX_PER_USER,
       maxTotal: cfg.OFFLINE_MAX_TOTAL,

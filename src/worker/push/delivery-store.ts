@@ -33,6 +33,21 @@ export interface DeliveryStore {
   close(): Promise<void>;
 }
 
+/**
+ * A put that stored the message for some users and failed for others (a
+ * Redis Cluster with one master down): the caller keeps the message for
+ * `failedUsers` elsewhere, and adds `done` to what it stores there.
+ */
+export class PartialPutError extends Error {
+  readonly done: OfflinePutResult;
+  readonly failedUsers: string[];
+  constructor(done: OfflinePutResult, failedUsers: string[], cause: unknown) {
+    super(`stored for some users; ${failedUsers.length} failed`, { cause });
+    this.done = done;
+    this.failedUsers = failedUsers;
+  }
+}
+
 export const nothingTaken: TakenMessages = {
   messages: [],
   expired: 0,

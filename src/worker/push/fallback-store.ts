@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { DeliveryStore, TakenMessages } from "./delivery-store.js";
+import { type DeliveryStore, PartialPutError, type TakenMessages } from "./delivery-store.js";
 
 /**
  * With REDIS_URL, Redis is the store; while it is unreachable the host's own
@@ -31,12 +31,21 @@ export function withFallback(
 
   return {
     kind: main.kind,
-    put: (userIds, message) =>
-      orLocal(
-        "put",
-        () => main.put(userIds, message),
-        () => local.put(userIds, message),
-      ),
+    async put(userIds, message) {
+      try {
+        return await main.put(userIds, message);
+      } catch (err) {
+        warn(err, "put");
+        if (!(err instanceof PartialPutError)) return local.put(userIds, message);
+        // Stored in Redis for some users already: only the others here.
+        const here = await local.put(err.failedUsers, message);
+        return {
+          stored: err.done.stored + here.stored,
+          droppedOldest: err.done.droppedOldest + here.droppedOldest,
+          refused: err.done.refused + here.refused,
+        };
+      }
+    },
     async take(userId) {
       const [remote, own] = await Promise.all([
         main.take(userId).catch((err: unknown) => {

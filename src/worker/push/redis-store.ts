@@ -1,8 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
 import type { IdemClaimResult, OfflinePutResult, StoredMessage } from "../../shared/ipc.js";
-import { type DeliveryStore, nothingTaken, type TakenMessages } from "./delivery-store.js";
+import type { RedisTarget } from "../../shared/redis-target.js";
+import { createRedisClient, type RedisClient } from "../redis/redis-clients.js";
 import { waitForReady } from "../redis/wait-ready.js";
+import {
+  type DeliveryStore,
+  nothingTaken,
+  PartialPutError,
+  type TakenMessages,
+} from "./delivery-store.js";
 
 /**
  * The delivery store in Redis (REDIS_URL), shared by every host: a user may
@@ -28,8 +34,17 @@ import { waitForReady } from "../redis/wait-ready.js";
  * Every operation is one Lua script, so each is atomic across hosts: two
  * tabs registering at once on two hosts never both get a message. Times are
  * Redis's own clock (TIME), so hosts with skewed clocks agree on expiry.
- * One Redis (or a primary with replicas), not Redis Cluster: the scripts
- * touch several keys.
+ *
+ * On Redis Cluster a script's keys must share a slot. There the store is
+ * split in CLUSTER_BUCKETS buckets, each with its own hash tag
+ * `{<REDIS_KEY_PREFIX>:delivery:<bucket>}` and its own totals; a user's
+ * keys live in the bucket their id hashes to (`deliveryBucket`). So every
+ * script stays in one slot, the buckets spread over the masters, and the
+ * global bounds (OFFLINE_MAX_TOTAL, OFFLINE_MAX_TOTAL_BYTES) hold per bucket
+ * as 1/CLUSTER_BUCKETS of them each. A push to several users is stored with
+ * one script per bucket. Outside a cluster there is one bucket, with the
+ * untagged names above. The idempotency keys (one key per operation) keep
+ * their untagged names and spread over every master.
  */
 
 const NOW = `local t = redis.call('TIME')
@@ -215,7 +230,7 @@ interface Scripts {
 }
 
 export interface RedisStoreOptions {
-  url: string;
+  target: RedisTarget;
   prefix: string;
   maxPerUser: number;
   maxTotal: number;
@@ -235,7 +250,7 @@ export interface RedisStoreOptions {
 }
 
 export interface RedisStore extends DeliveryStore {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Resolves when connected, or after `ms` (the store then fails until Redis is back). */
   ready(ms: number): Promise<boolean>;
   sweep(): Promise<number>;
@@ -254,8 +269,26 @@ export function parseEntry(entry: string): StoredMessage {
   };
 }
 
+/** Buckets of the store on a Redis Cluster (see above). */
+export const CLUSTER_BUCKETS = 16;
+
+/** The store's bucket of a user on a cluster (FNV-1a of the id). */
+export function deliveryBucket(userId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < userId.length; i++) {
+    h ^= userId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % CLUSTER_BUCKETS;
+}
+
+/** The key prefix of a bucket: `{<prefix>:delivery:<bucket>}` on a cluster, else `<prefix>:delivery`. */
+export function deliveryKeyBase(prefix: string, cluster: boolean, bucket: number): string {
+  return cluster ? `{${prefix}:delivery:${bucket}}` : `${prefix}:delivery`;
+}
+
 export function createRedisStore(opts: RedisStoreOptions): RedisStore {
-  const redis = new Redis(opts.url, {
+  const redis = createRedisClient(opts.target, {
     // Fail at once while disconnected instead of queueing: the caller falls
     // back to the host's store, and a push still answers.
     enableOfflineQueue: false,
@@ -277,13 +310,38 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
   redis.defineCommand("ssRelease", { lua: RELEASE, numberOfKeys: 1 });
   const s = redis as unknown as Scripts;
 
-  const k = (name: string) => `${opts.prefix}:delivery:${name}`;
-  const totals = [k("index"), k("sizes"), k("bytes")];
-  const queue = (userId: string) => k(`q:${userId}`);
-
-  const leased = (userId: string) => k(`leased:${userId}`);
-  const owned = k(`owned:${opts.owner}`);
+  const cluster = opts.target.kind === "cluster";
+  const buckets = cluster ? CLUSTER_BUCKETS : 1;
+  const bucketOf = (userId: string) => (cluster ? deliveryBucket(userId) : 0);
+  const k = (bucket: number, name: string) =>
+    `${deliveryKeyBase(opts.prefix, cluster, bucket)}:${name}`;
+  const idem = (key: string) => `${opts.prefix}:delivery:idem:${key}`;
+  const totals = (b: number) => [k(b, "index"), k(b, "sizes"), k(b, "bytes")];
+  const queue = (userId: string) => k(bucketOf(userId), `q:${userId}`);
+  const leased = (userId: string) => k(bucketOf(userId), `leased:${userId}`);
+  const owned = (b: number) => k(b, `owned:${opts.owner}`);
+  // Each bucket holds its share of the global bounds.
+  const maxTotal = Math.ceil(opts.maxTotal / buckets);
+  const maxTotalBytes = Math.ceil(opts.maxTotalBytes / buckets);
+  const allBuckets = Array.from({ length: buckets }, (_, b) => b);
   let leases = 0;
+
+  const putInBucket = async (b: number, users: string[], message: StoredMessage) => {
+    const keys = [...totals(b), ...users.map(queue)];
+    const size = Buffer.byteLength(message.payloadJson) + message.event.length;
+    return (await s.ssPut(
+      keys.length,
+      ...keys,
+      opts.maxPerUser,
+      maxTotal,
+      maxTotalBytes,
+      message.id,
+      size,
+      Math.max(1, message.expiresAt - message.storedAt),
+      `${message.event}\n${message.payloadJson}`,
+      ...users,
+    )) as number[];
+  };
 
   return {
     kind: "redis",
@@ -292,30 +350,44 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
       const up = await waitForReady(redis, ms);
       // This worker replaces any earlier one of its slot on this host: what
       // that one had taken and not confirmed is free for the next take.
-      if (up) await s.ssUnleaseOwner(owned, k("leased:"), opts.owner).catch(() => {});
+      if (up) {
+        await Promise.all(
+          allBuckets.map((b) => s.ssUnleaseOwner(owned(b), k(b, "leased:"), opts.owner)),
+        ).catch(() => {});
+      }
       return up;
     },
     async put(userIds, message) {
-      const users = [...new Set(userIds)];
-      const keys = [...totals, ...users.map(queue)];
-      const size = Buffer.byteLength(message.payloadJson) + message.event.length;
-      const r = (await s.ssPut(
-        keys.length,
-        ...keys,
-        opts.maxPerUser,
-        opts.maxTotal,
-        opts.maxTotalBytes,
-        message.id,
-        size,
-        Math.max(1, message.expiresAt - message.storedAt),
-        `${message.event}\n${message.payloadJson}`,
-        ...users,
-      )) as number[];
-      if (r[3]! > 0) opts.onSweep?.(r[3]!);
-      return { stored: r[0]!, droppedOldest: r[1]!, refused: r[2]! } satisfies OfflinePutResult;
+      const byBucket = new Map<number, string[]>();
+      for (const u of new Set(userIds)) {
+        const b = bucketOf(u);
+        byBucket.set(b, [...(byBucket.get(b) ?? []), u]);
+      }
+      const groups = [...byBucket];
+      const settled = await Promise.allSettled(
+        groups.map(([b, users]) => putInBucket(b, users, message)),
+      );
+      const results = settled.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+      const sum = (i: number) => results.reduce((n, r) => n + r[i]!, 0);
+      if (sum(3) > 0) opts.onSweep?.(sum(3));
+      const done = {
+        stored: sum(0),
+        droppedOldest: sum(1),
+        refused: sum(2),
+      } satisfies OfflinePutResult;
+      const failed = settled.flatMap((r, i) => (r.status === "rejected" ? [i] : []));
+      if (failed.length === 0) return done;
+      const reason = (settled[failed[0]!] as PromiseRejectedResult).reason;
+      if (results.length === 0) throw reason;
+      throw new PartialPutError(
+        done,
+        failed.flatMap((i) => groups[i]![1]),
+        reason,
+      );
     },
     async take(userId) {
-      const keys = [queue(userId), ...totals, leased(userId), owned];
+      const b = bucketOf(userId);
+      const keys = [queue(userId), ...totals(b), leased(userId), owned(b)];
       leases += 1;
       const token = `${opts.owner}:${leases}:${randomBytes(4).toString("hex")}`;
       const r = (await s.ssTake(keys.length, ...keys, userId, token, opts.leaseMs)) as [
@@ -329,7 +401,7 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
       const confirm = async (written = messages.length) => {
         const ids = messages.slice(confirmed, written).map((m) => m.id);
         if (ids.length === 0) return;
-        const cKeys = [queue(userId), ...totals, leased(userId)];
+        const cKeys = [queue(userId), ...totals(b), leased(userId)];
         await s.ssConfirm(cKeys.length, ...cKeys, userId, token, ...ids);
         confirmed = written;
       };
@@ -345,11 +417,9 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
       } satisfies TakenMessages;
     },
     async claim(key, id, fingerprint) {
-      const held = (await s.ssClaim(
-        k(`idem:${key}`),
-        `${id} ${fingerprint}`,
-        opts.idempotencyWindowMs,
-      )) as string | null;
+      const held = (await s.ssClaim(idem(key), `${id} ${fingerprint}`, opts.idempotencyWindowMs)) as
+        | string
+        | null;
       if (held === null) return { duplicate: false } satisfies IdemClaimResult;
       const [originalId = "", stored] = held.split(" ");
       return {
@@ -359,10 +429,13 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
       } satisfies IdemClaimResult;
     },
     async release(key, id) {
-      await s.ssRelease(k(`idem:${key}`), id);
+      await s.ssRelease(idem(key), id);
     },
     async sweep() {
-      const n = (await s.ssSweep(...totals)) as number;
+      const counts = (await Promise.all(
+        allBuckets.map((b) => s.ssSweep(...totals(b))),
+      )) as number[];
+      const n = counts.reduce((a, c) => a + c, 0);
       if (n > 0) opts.onSweep?.(n);
       return n;
     },

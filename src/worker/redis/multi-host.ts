@@ -9,7 +9,7 @@ import { createHostsCluster, type HostsCluster } from "./hosts-cluster.js";
 import { createRedisLink, type RedisLink } from "./redis-link.js";
 
 /**
- * Multi-host mode (REDIS_URL): what a worker needs to behave as part of one
+ * Multi-host mode (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS): what a worker needs to behave as part of one
  * system with the other hosts, in one object for create-worker to wire:
  * - `adapter`: the Socket.IO adapter (cluster adapter in the host, Redis
  *   between hosts; see hosts-adapter.ts);
@@ -26,6 +26,8 @@ export interface MultiHost {
   cluster: HostsCluster;
   link: RedisLink;
   redisState(): "up" | "down";
+  /** Why Redis is down, for /ready (undefined while up). */
+  redisDownReason(): string | undefined;
   /** Messages to other hosts dropped because Redis was unreachable. */
   droppedMessages(): number;
   /** Waits (bounded) for Redis and a first look at the host registry. */
@@ -51,11 +53,12 @@ export function setupMultiHost(deps: {
   hostId?: string;
 }): MultiHost {
   const { cfg, log } = deps;
-  if (!cfg.REDIS_URL) throw new Error("setupMultiHost needs REDIS_URL");
+  if (!cfg.redis)
+    throw new Error("setupMultiHost needs REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS");
   const hostId = deps.hostId ?? defaultHostId();
   const prefix = cfg.REDIS_KEY_PREFIX;
   const link = createRedisLink({
-    url: cfg.REDIS_URL,
+    target: cfg.redis,
     log,
     name: `${prefix}:${hostId}:w${deps.slot}:${randomBytes(3).toString("hex")}`,
   });
@@ -64,7 +67,7 @@ export function setupMultiHost(deps: {
     link,
     hostId,
     prefix: `${prefix}:sio`,
-    mode: cfg.REDIS_ADAPTER_MODE,
+    mode: cfg.redisAdapterMode,
     log,
     onPublishFailure: () => {
       dropped += 1;
@@ -77,6 +80,7 @@ export function setupMultiHost(deps: {
     cluster,
     link,
     redisState: () => (link.up() ? "up" : "down"),
+    redisDownReason: () => link.downReason(),
     droppedMessages: () => dropped,
     async start(timeoutMs) {
       if (!(await link.whenUp(timeoutMs))) return;

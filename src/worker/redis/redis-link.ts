@@ -1,6 +1,9 @@
-import { Redis, type RedisOptions } from "ioredis";
+import type { Cluster, RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { metrics } from "../../shared/metrics.js";
+import { describeRedisTarget, type RedisTarget } from "../../shared/redis-target.js";
+import { clusterHealth } from "./cluster-health.js";
+import { createRedisClient, type RedisClient } from "./redis-clients.js";
 
 /**
  * A worker's two Redis connections (one to publish and run commands, one to
@@ -24,6 +27,20 @@ import { metrics } from "../../shared/metrics.js";
  *
  * Authentication (`redis://user:password@host`) and TLS (`rediss://`) come
  * from the URL and are passed to ioredis as they are; the URL is never logged.
+ *
+ * With a Sentinel-managed master the two connections are the same, made by
+ * ioredis' Sentinel support: a failover drops them, and the reconnect asks
+ * the sentinels where the master is now.
+ *
+ * With Redis Cluster one ioredis Cluster client does everything: commands go
+ * to the slot's master (MOVED/ASK handled by ioredis), classic SUBSCRIBE
+ * uses its one subscriber connection, SSUBSCRIBE one connection per master
+ * (`shardedSubscribers`); ioredis re-subscribes those itself when a master
+ * fails over, and we retry what it refused. "Up" then means: every slot has
+ * a master that answers a PING, and each sharded subscription sits on a live
+ * subscriber (checked every second, cluster-health.ts). While one master is
+ * failing over, the link is down (cross-host delivery for its slots is
+ * paused, and /ready says so); other shards keep working.
  */
 
 export type SubscriptionKind = "channel" | "shard";
@@ -31,9 +48,11 @@ export type MessageHandler = (channel: string, message: Buffer) => void;
 
 export interface RedisLink {
   /** Publishes and runs commands; rejects at once while Redis is unreachable. */
-  readonly pub: Redis;
-  /** True while both connections are ready. */
+  readonly pub: RedisClient;
+  /** True while both connections are ready (cluster: every shard reachable). */
   up(): boolean;
+  /** Why it is down, for /ready ("shard 10.0.0.7:6379 down", "ECONNREFUSED"). */
+  downReason(): string | undefined;
   /** Subscribes now if connected, and again after every reconnect. */
   subscribe(kind: SubscriptionKind, name: string, handler: MessageHandler): void;
   unsubscribe(kind: SubscriptionKind, name: string): void;
@@ -44,7 +63,7 @@ export interface RedisLink {
 }
 
 export interface RedisLinkDeps {
-  url: string;
+  target: RedisTarget;
   log: Logger;
   /** Shown in CLIENT LIST, e.g. "socket-server:host-a:w1". */
   name: string;
@@ -52,18 +71,7 @@ export interface RedisLinkDeps {
 
 /** host:port and TLS/auth flags of a Redis URL, safe to log (no password). */
 export function describeRedisUrl(url: string): Record<string, unknown> {
-  try {
-    const u = new URL(url);
-    return {
-      host: u.hostname,
-      port: u.port || "6379",
-      tls: u.protocol === "rediss:",
-      auth: u.password !== "" || u.username !== "",
-      db: u.pathname.length > 1 ? u.pathname.slice(1) : "0",
-    };
-  } catch {
-    return { url: "(unparseable)" };
-  }
+  return describeRedisTarget({ kind: "url", url });
 }
 
 export function retryDelayMs(attempt: number): number {
@@ -72,6 +80,8 @@ export function retryDelayMs(attempt: number): number {
 }
 
 const SUBSCRIBE_CHUNK = 500;
+const HEALTH_INTERVAL_MS = 1_000;
+const HEALTH_TIMEOUT_MS = 1_500;
 
 export function createRedisLink(deps: RedisLinkDeps): RedisLink {
   const log = deps.log.child({ module: "redis" });
@@ -88,19 +98,30 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
     socketTimeout: 5_000,
     retryStrategy: retryDelayMs,
   };
-  const pub = new Redis(deps.url, { ...common, connectionName: `${deps.name}:pub` });
-  const sub = new Redis(deps.url, { ...common, connectionName: `${deps.name}:sub` });
+  const cluster = deps.target.kind === "cluster";
+  const pub = createRedisClient(deps.target, {
+    ...common,
+    // The cluster's own subscribers re-subscribe after a failover.
+    ...(cluster ? { autoResubscribe: true, shardedSubscribers: true } : {}),
+    connectionName: `${deps.name}:pub`,
+  });
+  const sub = cluster
+    ? pub
+    : createRedisClient(deps.target, { ...common, connectionName: `${deps.name}:sub` });
 
   const wanted: Record<SubscriptionKind, Map<string, MessageHandler>> = {
     channel: new Map(),
     shard: new Map(),
   };
+  /** Cluster: changes ioredis has not taken yet (not connected, or refused), retried each second. */
+  const retry: Record<SubscriptionKind, Set<string>> = { channel: new Set(), shard: new Set() };
   let refusals = 0;
   const failed = (kind: SubscriptionKind, names: string[]) => (err: Error) => {
+    if (cluster) for (const n of names) retry[kind].add(n);
     // The connection just dropped: the next "ready" subscribes the whole
     // wanted set again. Anything else (an ACL's NOPERM) is a setup problem
     // that would silently cut this host off: say so, a few times at most.
-    if (sub.status !== "ready" || refusals >= 5) return;
+    if (sub.status !== "ready" || refusals >= 5 || !/NOPERM|denied/i.test(err.message)) return;
     refusals += 1;
     log.error(
       { err: err.message, kind, channels: names.slice(0, 3) },
@@ -108,7 +129,11 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
     );
   };
   const send = (kind: SubscriptionKind, names: string[], on: boolean): void => {
-    if (sub.status !== "ready" || names.length === 0) return;
+    if (names.length === 0) return;
+    if (sub.status !== "ready") {
+      if (cluster) for (const n of names) retry[kind].add(n);
+      return;
+    }
     for (let i = 0; i < names.length; i += SUBSCRIBE_CHUNK) {
       const chunk = names.slice(i, i + SUBSCRIBE_CHUNK);
       if (kind === "channel") {
@@ -121,6 +146,24 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
       }
     }
   };
+  /** Cluster: hands ioredis what it has not taken yet, as the wanted set says now. */
+  const retryPending = () => {
+    if (sub.status !== "ready") return;
+    for (const kind of ["channel", "shard"] as const) {
+      const names = [...retry[kind]];
+      retry[kind].clear();
+      send(
+        kind,
+        names.filter((n) => wanted[kind].has(n)),
+        true,
+      );
+      send(
+        kind,
+        names.filter((n) => !wanted[kind].has(n)),
+        false,
+      );
+    }
+  };
   sub.on("messageBuffer", (channel: Buffer, message: Buffer) => {
     const name = channel.toString();
     wanted.channel.get(name)?.(name, message);
@@ -130,6 +173,8 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
     wanted.shard.get(name)?.(name, message);
   });
   sub.on("ready", () => {
+    // A cluster keeps its subscriptions across reconnects; a plain connection starts empty.
+    if (cluster) return retryPending();
     for (const kind of ["channel", "shard"] as const) {
       send(kind, [...wanted[kind].keys()], true);
     }
@@ -140,11 +185,15 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
   let reason: string | undefined;
   let downSince = Date.now();
   let closing = false;
+  /** Cluster: the last health check's verdict (undefined: healthy). */
+  let clusterProblem: string | undefined = "not checked yet";
   const listeners: ((up: boolean) => void)[] = [];
   metrics.redisUp.set(0);
+  const redis = describeRedisTarget(deps.target);
 
   const update = () => {
-    const now = pub.status === "ready" && sub.status === "ready";
+    const connected = pub.status === "ready" && sub.status === "ready";
+    const now = connected && (!cluster || clusterProblem === undefined);
     if (now === isUp) return;
     isUp = now;
     metrics.redisUp.set(now ? 1 : 0);
@@ -155,25 +204,34 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
           "redis reachable again: cross-host delivery resumed",
         );
       } else {
-        log.info({ redis: describeRedisUrl(deps.url) }, "redis connected");
+        log.info({ redis }, "redis connected");
       }
       everUp = true;
       reason = undefined;
     } else if (!closing) {
       downSince = Date.now();
-      reason ??= "connection lost";
+      reason ??= connected ? clusterProblem : "connection lost";
       log.warn(
-        { reason, redis: describeRedisUrl(deps.url) },
+        { reason, redis },
         "redis unreachable: cross-host delivery and queries paused, this host keeps serving its own clients; reconnecting with backoff",
       );
     }
     for (const l of listeners) l(now);
   };
   let startupWarned = false;
-  for (const client of [pub, sub]) {
+  const clients: RedisClient[] = cluster ? [pub] : [pub, sub];
+  for (const client of clients) {
     client.on("ready", update);
     client.on("close", update);
     client.on("end", update);
+    // Our retry strategy never gives up, but ioredis may end a connection
+    // on other paths (a connect aborted under it): start over, never stay cut off.
+    client.on("end", () => {
+      if (closing) return;
+      setTimeout(() => {
+        if (!closing && client.status === "end") client.connect().catch(() => {});
+      }, retryDelayMs(6)).unref();
+    });
     // ioredis emits an error per failed attempt: remember the reason, log
     // only state changes (above) and the first failure at start (below).
     client.on("error", (err: Error & { code?: string }) => {
@@ -181,16 +239,42 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
       if (!everUp && !startupWarned && !closing) {
         startupWarned = true;
         log.warn(
-          { reason, redis: describeRedisUrl(deps.url) },
+          { reason, redis },
           "redis unreachable at start: running degraded (this host only, /ready 503) and retrying with backoff",
         );
       }
     });
   }
+  // Cluster nodes report their errors as "node error" (one failing shard).
+  if (cluster) {
+    pub.on("node error", (err: Error & { code?: string }) => {
+      if (!isUp) reason = err.code ?? err.message.slice(0, 200);
+    });
+  }
+
+  let checking = false;
+  const healthTimer = cluster
+    ? setInterval(() => {
+        if (checking || closing) return;
+        checking = true;
+        retryPending();
+        clusterHealth(pub as Cluster, HEALTH_TIMEOUT_MS)
+          .then((problem) => {
+            clusterProblem = problem;
+            if (problem !== undefined) reason = problem;
+            update();
+          })
+          .finally(() => {
+            checking = false;
+          });
+      }, HEALTH_INTERVAL_MS)
+    : undefined;
+  healthTimer?.unref();
 
   return {
     pub,
     up: () => isUp,
+    downReason: () => (isUp ? undefined : reason),
     subscribe(kind, name, handler) {
       const had = wanted[kind].has(name);
       wanted[kind].set(name, handler);
@@ -215,9 +299,9 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
     },
     async close() {
       closing = true;
-      await Promise.allSettled([pub.quit(), sub.quit()]);
-      pub.disconnect();
-      sub.disconnect();
+      if (healthTimer) clearInterval(healthTimer);
+      await Promise.allSettled(clients.map((c) => c.quit()));
+      for (const c of clients) c.disconnect();
     },
   };
 }
