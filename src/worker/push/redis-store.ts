@@ -1,4 +1,5 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { Command } from "ioredis";
 import type { IdemClaimResult, OfflinePutResult, StoredMessage } from "../../shared/ipc.js";
 import type { RedisTarget } from "../../shared/redis-target.js";
 import { createRedisClient, type RedisClient } from "../redis/redis-clients.js";
@@ -220,7 +221,6 @@ return 0`;
 type Script = (...args: (string | number)[]) => Promise<unknown>;
 interface Scripts {
   ssPut: Script;
-  ssTake: Script;
   ssConfirm: Script;
   ssUnlease: Script;
   ssUnleaseOwner: Script;
@@ -287,6 +287,17 @@ export function deliveryKeyBase(prefix: string, cluster: boolean, bucket: number
   return cluster ? `{${prefix}:delivery:${bucket}}` : `${prefix}:delivery`;
 }
 
+/**
+ * A take carries the user's whole backlog (up to OFFLINE_MAX_PER_USER
+ * messages of up to MAX_PAYLOAD_BYTES each), so it gets longer than the
+ * other commands' timeout: a 20 MB take on a busy worker took over the
+ * 1 s QUERY_TIMEOUT_MS, the register went without its replay, and the
+ * messages, leased by the take Redis had run, waited out the lease. A
+ * Redis that is down still fails the take at once (no offline queue).
+ */
+const TAKE_TIMEOUT_MS = 10_000;
+const TAKE_SHA = createHash("sha1").update(TAKE).digest("hex");
+
 export function createRedisStore(opts: RedisStoreOptions): RedisStore {
   const redis = createRedisClient(opts.target, {
     // Fail at once while disconnected instead of queueing: the caller falls
@@ -301,7 +312,6 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
   // Errors surface on each command; the connection's own events would only repeat them.
   redis.on("error", () => {});
   redis.defineCommand("ssPut", { lua: PUT });
-  redis.defineCommand("ssTake", { lua: TAKE });
   redis.defineCommand("ssConfirm", { lua: CONFIRM });
   redis.defineCommand("ssUnlease", { lua: UNLEASE, numberOfKeys: 1 });
   redis.defineCommand("ssUnleaseOwner", { lua: UNLEASE_OWNER, numberOfKeys: 1 });
@@ -309,6 +319,22 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
   redis.defineCommand("ssClaim", { lua: CLAIM, numberOfKeys: 1 });
   redis.defineCommand("ssRelease", { lua: RELEASE, numberOfKeys: 1 });
   const s = redis as unknown as Scripts;
+  // TAKE with its own timeout: ioredis keeps the first timeout a command is given.
+  const takeScript = async (keys: string[], args: string[]): Promise<unknown> => {
+    const send = (name: "evalsha" | "eval", script: string) => {
+      const command = new Command(name, [script, keys.length, ...keys, ...args], {
+        replyEncoding: "utf8",
+      });
+      command.setTimeout(Math.max(TAKE_TIMEOUT_MS, opts.commandTimeoutMs));
+      return redis.sendCommand(command);
+    };
+    try {
+      return await send("evalsha", TAKE_SHA);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
+      return send("eval", TAKE);
+    }
+  };
 
   const cluster = opts.target.kind === "cluster";
   const buckets = cluster ? CLUSTER_BUCKETS : 1;
@@ -390,7 +416,7 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
       const keys = [queue(userId), ...totals(b), leased(userId), owned(b)];
       leases += 1;
       const token = `${opts.owner}:${leases}:${randomBytes(4).toString("hex")}`;
-      const r = (await s.ssTake(keys.length, ...keys, userId, token, opts.leaseMs)) as [
+      const r = (await takeScript(keys, [userId, token, String(opts.leaseMs)])) as [
         number,
         ...string[],
       ];
