@@ -35,6 +35,10 @@ async function stalledReplay(
   userId: string,
   readFirst: number,
 ): Promise<{ slot: number; got: number[]; readToEnd(): Promise<void> }> {
+  // Signed first: frames that came while it was being signed had no listener
+  // yet (under load the open packet did, and the worker's connect timeout
+  // closed the socket).
+  const token = await signToken(userId);
   const ws = new WebSocket(
     `${publicUrl.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`,
   );
@@ -42,7 +46,6 @@ async function stalledReplay(
   /** The frames other than pushes, for the failure message. */
   const frames: string[] = [];
   let sid = "";
-  const token = await signToken(userId);
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
       () =>
@@ -54,7 +57,12 @@ async function stalledReplay(
       20_000,
     );
     ws.on("error", reject);
-    ws.on("close", (code) => reject(new Error(`closed (${code}) after reading ${got.length}`)));
+    ws.on("upgrade", () => frames.push(`${Date.now() % 100_000}:upgraded`));
+    ws.on("close", (code) =>
+      reject(
+        new Error(`closed (${code}) after reading ${got.length}; frames: ${frames.join(" | ")}`),
+      ),
+    );
     ws.on("message", (data) => {
       const f = data.toString();
       if (!f.startsWith('42["note"')) frames.push(`${Date.now() % 100_000}:${f.slice(0, 120)}`);
@@ -113,7 +121,19 @@ for (const mode of ["one host", "redis"] as const) {
       expect(await server?.stop()).toBe(0);
     });
 
-    it("loses no stored message: the next register gets the rest, in order", async () => {
+    it("loses no stored message: the next register gets the rest, in order", async ({
+      onTestFailed,
+    }) => {
+      // A failure is easier to read with the server's warnings and errors.
+      onTestFailed(() => {
+        const lines = server.output().split("\n");
+        console.log(
+          lines
+            .filter((l) => /"level":[456]0/.test(l))
+            .slice(-10)
+            .join("\n"),
+        );
+      });
       const user = `replay-${mode === "redis" ? "r" : "p"}-${Date.now().toString(36)}`;
       for (let i = 0; i < COUNT; i++) {
         const r = await postFresh(server.apiUrl, "/api/push", {
