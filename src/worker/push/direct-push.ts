@@ -16,7 +16,7 @@ import type { WorkerChannel } from "../ipc-channel.js";
  *
  * The directory learns from the adapter's own room events: a `user:<id>`
  * room appearing on this worker means the user is here (`ss:users`, sent
- * every DIRECTORY_BATCH_MS at most). The register ack does not wait for the primary to
+ * once per loop turn). The register ack does not wait for the primary to
  * apply it; what that wait guaranteed — a push sent after the ack always
  * finds the new socket, even when it reaches the primary before the news
  * of the user does (two IPC channels, read in no fixed order) — is kept by
@@ -37,14 +37,6 @@ import type { WorkerChannel } from "../ipc-channel.js";
  * be overtaken by a later push that goes through the adapter either; the
  * push service calls `flush()` before those.
  */
-
-/**
- * How long directory changes gather before they go to the primary. Sent once
- * per loop turn, a connect storm sent one IPC message per register (2.6% of
- * a worker's CPU in the 3,000-client storm, and the primary's reads of them);
- * the wait costs nothing a client sees, as the join times make up for it.
- */
-const DIRECTORY_BATCH_MS = 20;
 
 /** Longest wait for the primary's `ss:routed` before the API answers anyway. */
 const ROUTED_TIMEOUT_MS = 1_000;
@@ -68,11 +60,9 @@ export function createDirectPush(deps: {
   const { io, primary } = deps;
   const adapter = io.of("/").adapter;
 
-  // Directory changes, sent at most every DIRECTORY_BATCH_MS; nobody waits for them.
+  // Directory changes, sent once per loop turn; nobody waits for them.
   let changes: [string, boolean, number][] = [];
-  let changesTimer: NodeJS.Timeout | undefined;
   const sendChanges = () => {
-    changesTimer = undefined;
     if (changes.length === 0) return;
     primary.send({ t: "ss:users", changes });
     changes = [];
@@ -80,7 +70,7 @@ export function createDirectPush(deps: {
   const change = (room: string, present: boolean) => {
     const userId = personalRoomOwner(room);
     if (userId === undefined) return;
-    if (!changesTimer) changesTimer = setTimeout(sendChanges, DIRECTORY_BATCH_MS).unref();
+    if (changes.length === 0) setImmediate(sendChanges);
     changes.push([userId, present, hostClock()]);
   };
   const onCreate = (room: string) => change(room, true);
@@ -154,8 +144,6 @@ export function createDirectPush(deps: {
     close() {
       adapter.off("create-room", onCreate);
       adapter.off("delete-room", onDelete);
-      if (changesTimer) clearTimeout(changesTimer);
-      sendChanges();
       stopDelivering();
       stopConfirming();
       for (const confirm of unconfirmed.splice(0)) confirm();
