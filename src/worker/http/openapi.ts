@@ -50,10 +50,10 @@ const header = (name: string) => ({ $ref: `#/components/headers/${name}` });
 
 /**
  * The error answers shared through `components.responses`. Every /api/*
- * route can answer the first six: a body that is malformed (400), the key
+ * route can answer all but 429: a body that is malformed (400), the key
  * check (401), another method on the path (405), a body too large (413) or
- * not JSON (415), and a worker that is draining (503). The push routes add
- * 429.
+ * not JSON (415), a bug (500), and a worker that is draining (503). The push
+ * routes add 429. (The API answers no 403: a key is valid or it is not.)
  */
 const ERROR_RESPONSES = {
   "400": [
@@ -68,12 +68,13 @@ const ERROR_RESPONSES = {
     "Unavailable",
     "the worker is shutting down (SHUTTING_DOWN): retry after Retry-After, on a new connection",
   ],
+  "500": ["InternalError", "a bug, not the request's fault: logged with the request id"],
   "429": [
     "RateLimited",
     "over RATE_PUSHES_PER_KEY_PER_SECOND for this API key (RATE_LIMITED): retry after Retry-After",
   ],
 } as const;
-const EVERY_ROUTE = ["400", "401", "405", "413", "415", "503"] as const;
+const EVERY_ROUTE = ["400", "401", "405", "413", "415", "500", "503"] as const;
 const OVERLOADED =
   "overloaded (OVERLOADED: the event loop lags) or shutting down (SHUTTING_DOWN): retry after Retry-After";
 
