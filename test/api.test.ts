@@ -1,9 +1,14 @@
+import http from "node:http";
 import net from "node:net";
+import { createConfig, lintFromString } from "@redocly/openapi-core";
 import { describe, expect, it } from "vitest";
+import { loadConfig } from "../src/shared/config.js";
+import { createAnswerSchemas } from "../src/worker/http/answer-schemas.js";
+import { createSchemas } from "../src/worker/http/schemas.js";
 import { connectRegistered, emitAck, nextEvent } from "./support/client.js";
 import { signToken, TEST_API_KEY } from "./support/fixtures.js";
 import { useInProcessServer } from "./support/in-process.js";
-import { useServer } from "./support/server.js";
+import { testEnv, useServer } from "./support/server.js";
 
 const server = useInProcessServer({ env: { PUSH_BODY_LIMIT_BYTES: "65536" } });
 
@@ -286,23 +291,180 @@ describe("rooms and users", () => {
 });
 
 describe("OpenAPI", () => {
-  it("serves an OpenAPI 3.1 document that describes every route", async () => {
-    const doc = await (await server.api("GET", "/api/openapi.json")).json();
+  interface Doc {
+    openapi: string;
+    servers: { url: string }[];
+    paths: Record<string, Record<string, Operation>>;
+    components: { schemas: Record<string, Record<string, unknown>> };
+  }
+  interface Operation {
+    operationId: string;
+    responses: Record<string, { $ref?: string; content?: unknown }>;
+  }
+  const getDoc = async () => (await (await server.api("GET", "/api/openapi.json")).json()) as Doc;
+  const operations = (doc: Doc) =>
+    Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).map(([method, op]) => ({ path, method, op })),
+    );
+
+  it("passes Redocly's recommended-strict lint: $refs resolve, servers, operationIds", async () => {
+    const doc = await getDoc();
+    const config = await createConfig({ extends: ["recommended-strict"] });
+    const problems = await lintFromString({
+      source: JSON.stringify(doc),
+      absoluteRef: `${server.apiUrl}/api/openapi.json`,
+      config,
+    });
+    expect(problems.map((p) => `${p.ruleId}: ${p.message} at ${p.location[0]?.pointer}`)).toEqual(
+      [],
+    );
     expect(doc.openapi).toBe("3.1.0");
-    for (const p of [
-      "/api/push",
-      "/api/rooms",
-      "/api/rooms/{room}",
-      "/api/rooms/{room}/members/{userId}",
-      "/api/users/{userId}",
-      "/api/users/{userId}/disconnect",
-      "/api/status",
-    ]) {
-      expect(doc.paths[p]).toBeDefined();
+    expect(doc.servers.length).toBeGreaterThan(0);
+    // No schema keeps zod's own $defs: every shared schema is a component.
+    expect(JSON.stringify(doc)).not.toContain("$defs");
+  });
+
+  it("lists every route the server has, each with a typed 2xx body", async () => {
+    const doc = await getDoc();
+    expect(Object.keys(doc.paths).sort()).toEqual(
+      [
+        "/api/admin/restart-workers",
+        "/api/openapi.json",
+        "/api/push",
+        "/api/push/batch",
+        "/api/rooms",
+        "/api/rooms/{room}",
+        "/api/rooms/{room}/members/{userId}",
+        "/api/status",
+        "/api/tokens/revoke",
+        "/api/users/{userId}",
+        "/api/users/{userId}/disconnect",
+      ].sort(),
+    );
+    const ids = operations(doc).map((o) => o.op.operationId);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const { path, method, op } of operations(doc)) {
+      const ok = Object.entries(op.responses).filter(([status]) => status.startsWith("2"));
+      expect(ok, `${method} ${path}`).toHaveLength(1);
+      const schema = JSON.stringify(ok[0]![1].content);
+      expect(schema, `${method} ${path}`).toMatch(/"\$ref":"#\/components\/schemas\/\w+"/);
     }
-    const push = doc.components.schemas.PushRequest;
-    expect(push.properties.event).toBeDefined();
-    expect(push.additionalProperties).toBe(false);
+    const push = doc.components.schemas["PushRequest"]!;
+    expect(push["additionalProperties"]).toBe(false);
+    expect(JSON.stringify(push)).toContain("#/components/schemas/UserId");
+  });
+
+  it("declares what each route really answers: 401, 405 with Allow, 413, 415, 400", async () => {
+    const doc = await getDoc();
+    const concrete = (path: string) =>
+      path.replace("{room}", "r:doc").replace("{userId}", "doc-user");
+    // node:http, not fetch: fetch refuses a body on GET, and the server must answer one.
+    const answers = (
+      method: string,
+      path: string,
+      init: { headers?: Record<string, string>; body?: string },
+    ) =>
+      new Promise<{ status: number; allow: string | undefined }>((resolve, reject) => {
+        const req = http.request(
+          `${server.apiUrl}${concrete(path)}`,
+          {
+            method: method.toUpperCase(),
+            // Node sends a GET's body without a length unless told.
+            headers: { ...init.headers, "content-length": Buffer.byteLength(init.body ?? "") },
+          },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve({ status: res.statusCode!, allow: res.headers.allow }));
+          },
+        );
+        req.on("error", reject);
+        req.end(init.body);
+      });
+    const auth = { authorization: `Bearer ${TEST_API_KEY}` };
+    for (const { path, method, op } of operations(doc)) {
+      const where = `${method} ${path}`;
+      const declared = (status: number) => expect(op.responses[status], where).toBeDefined();
+      const expectStatus = (res: { status: number }, status: number) => {
+        expect(res.status, where).toBe(status);
+        declared(status);
+      };
+      expectStatus(await answers(method, path, {}), 401);
+      expectStatus(
+        await answers(method, path, {
+          headers: { ...auth, "content-type": "text/plain" },
+          body: "hello",
+        }),
+        415,
+      );
+      expectStatus(
+        await answers(method, path, {
+          headers: { ...auth, "content-type": "application/json" },
+          body: JSON.stringify({ pad: "x".repeat(70_000) }),
+        }),
+        413,
+      );
+      expectStatus(
+        await answers(method, path, {
+          headers: { ...auth, "content-type": "application/json" },
+          body: "{not json",
+        }),
+        400,
+      );
+      const other = await answers("PATCH", path, { headers: auth });
+      expectStatus(other, 405);
+      const methods = Object.keys(doc.paths[path]!).map((m) => m.toUpperCase());
+      if (methods.includes("GET")) methods.push("HEAD");
+      expect(other.allow, where).toBe(methods.sort().join(", "));
+    }
+    // The push routes are the rate-limited and shed ones: 429 and 503 with Retry-After.
+    for (const path of ["/api/push", "/api/push/batch"]) {
+      const responses = doc.paths[path]!["post"]!.responses;
+      expect(JSON.stringify(responses["429"])).toContain("RateLimited");
+      expect(JSON.stringify(responses["503"])).toContain("RetryAfter");
+      expect(responses["409"] !== undefined).toBe(path === "/api/push");
+    }
+  });
+
+  it("answers with the bodies it documents", async () => {
+    const s = createSchemas(loadConfig(testEnv({ workers: 1 })));
+    const a = createAnswerSchemas(s);
+    await connectRegistered(
+      server.publicUrl,
+      await signToken("doc-a", { rooms: ["d:*"] }),
+      "doc-a",
+    );
+    const body = async (res: Response, status: number) => {
+      expect(res.status).toBe(status);
+      return res.json();
+    };
+    a.pushAnswer.parse(
+      await body(
+        await server.api("POST", "/api/push", { userId: "doc-a", event: "e", payload: 1 }),
+        202,
+      ),
+    );
+    a.pushAnswer.parse(
+      await body(
+        await server.api("POST", "/api/push", {
+          userId: "doc-a",
+          event: "e",
+          payload: 1,
+          options: { ackTimeoutMs: 50, idempotencyKey: "doc-key", offline: "store" },
+        }),
+        202,
+      ),
+    );
+    a.membership.parse(await body(await server.api("PUT", "/api/rooms/d:1/members/doc-a"), 200));
+    a.roomsPage.parse(await body(await server.api("GET", "/api/rooms?limit=1"), 200));
+    a.roomMembers.parse(await body(await server.api("GET", "/api/rooms/d:1"), 200));
+    a.userState.parse(await body(await server.api("GET", "/api/users/doc-a"), 200));
+    const status = a.hostStatus.parse(await body(await server.api("GET", "/api/status"), 200));
+    expect(status.workers.length).toBeGreaterThan(0);
+    a.openApiDocument.parse(await body(await server.api("GET", "/api/openapi.json"), 200));
+    a.error.parse(await body(await server.api("GET", "/api/rooms/d:none"), 404));
+    a.userDisconnected.parse(
+      await body(await server.api("POST", "/api/users/doc-a/disconnect"), 200),
+    );
   });
 });
 

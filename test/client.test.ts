@@ -285,6 +285,21 @@ describe("requests", () => {
   });
 });
 
+describe("close()", () => {
+  it("rejects a request in flight with CLOSED, as the ones still queued", async () => {
+    const { client } = track("cl-closer", fresh("cl-closer"));
+    await waitState(client, "registered");
+    const before = backend.of("slow").length;
+    const inFlight = client.request("slow", { n: 1 }).catch((e) => e);
+    // On the wire: the backend has it and takes 1.5 s to answer.
+    await expect.poll(() => backend.of("slow").length).toBe(before + 1);
+    client.close();
+    const after = client.request("echo", {}).catch((e) => e);
+    expect(await inFlight).toMatchObject({ name: "ClientError", code: "CLOSED", attempts: 1 });
+    expect(await after).toMatchObject({ code: "CLOSED" });
+  });
+});
+
 describe("tokens", () => {
   it("refreshes the token before it expires, without reconnecting", async () => {
     const { client, states, tokenCalls } = track("cl-dave", fresh("cl-dave", { expiresIn: "4s" }));

@@ -397,7 +397,8 @@ describe("batch push", () => {
     };
     expect(doc.paths["/api/push/batch"]).toBeDefined();
     expect(doc.components.schemas["PushBatchRequest"]).toBeDefined();
-    expect(JSON.stringify(doc.components.schemas["PushRequest"])).toContain("ackTimeoutMs");
+    expect(JSON.stringify(doc.components.schemas["PushRequest"])).toContain("PushOptions");
+    expect(JSON.stringify(doc.components.schemas["PushOptions"])).toContain("ackTimeoutMs");
   });
 });
 

@@ -30,6 +30,14 @@ describe("demo page", () => {
     const page = await browser.newPage();
     const hosts = new Set<string>();
     page.on("request", (r) => hosts.add(new URL(r.url()).hostname));
+    // What a newcomer sees in the console: nothing (no errors, warnings, failed loads).
+    const console: string[] = [];
+    page.on("console", (m) => console.push(`${m.type()}: ${m.text()}`));
+    page.on("pageerror", (e) => console.push(`pageerror: ${e.message}`));
+    page.on("requestfailed", (r) => console.push(`failed: ${r.url()}`));
+    page.on("response", (r) => {
+      if (r.status() >= 400) console.push(`${r.status()}: ${r.url()}`);
+    });
     await page.goto(server.publicUrl);
     await page.fill("#user", "demo-user");
     await page.click("#connect");
@@ -47,5 +55,10 @@ describe("demo page", () => {
     const dir = mkdtempSync(join(tmpdir(), "ss-demo-"));
     await page.screenshot({ path: join(dir, "demo.png"), fullPage: true });
     expect([...hosts]).toEqual(["127.0.0.1"]);
+    // The user-name field's pattern is a valid `v`-flag regex: it checks a name.
+    expect(await page.$eval("#user", (el) => (el as HTMLInputElement).validity.valid)).toBe(true);
+    await page.fill("#user", "no spaces allowed");
+    expect(await page.$eval("#user", (el) => (el as HTMLInputElement).validity.valid)).toBe(false);
+    expect(console).toEqual([]);
   }, 60_000);
 });

@@ -1,10 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { TEST_BACKEND_SECRET } from "./support/backend.js";
 import {
   closeAllClients,
   connect,
@@ -12,20 +11,45 @@ import {
   emitAck,
   nextEvent,
 } from "./support/client.js";
-import { signToken, TEST_API_KEY } from "./support/fixtures.js";
-import { hasCommand, track, waitExit } from "./support/processes.js";
+import { track, waitExit } from "./support/processes.js";
+import { scrape } from "./support/prom-text.js";
 import { freePort } from "./support/redis.js";
 import { type RunningServer, startServer } from "./support/server.js";
+import { waitFor } from "./support/wait.js";
 
 /**
- * examples/go-backend, built with the local Go toolchain and run as the real
- * backend of a 2-worker cluster: it verifies signatures, answers events and
- * pushes back through /api/push. Skipped where `go` is not installed
- * (`apt-get install -y golang-go`; .ci/run installs it).
+ * examples/go-backend, run as docs/http-api.md's "Connecting your Go
+ * backend" says: the settings of its two commands (the example's, and
+ * socket-server's `npm start`, dev mode with the demo's token endpoint),
+ * only the ports free ones. Then the example is the real backend of a
+ * 2-worker cluster: it verifies signatures, answers events and pushes back
+ * through /api/push with the key both commands share. A second pair, whose
+ * example holds a key the server does not know, shows a refused push
+ * answered as a rejection, not retried. `go vet` and `go test` run too.
  */
 
 const EXAMPLE = fileURLToPath(new URL("../examples/go-backend", import.meta.url));
-const hasGo = hasCommand("go", ["version"]);
+const GO_ENV = { ...process.env, GOTOOLCHAIN: "local" };
+
+/** The settings (`NAME=value`) of the docs' Go command and of its `npm start` command. */
+function docsCommands(): { go: Record<string, string>; server: Record<string, string> } {
+  const doc = readFileSync(new URL("../docs/http-api.md", import.meta.url), "utf8");
+  const section = doc.slice(doc.indexOf("## Connecting your Go backend"));
+  const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+  const lines = block
+    .replace(/\\\n\s*/g, " ")
+    .split("\n")
+    .filter((l) => l.trim() && !l.startsWith("#"));
+  const settings = (line: string | undefined) =>
+    Object.fromEntries(
+      [...(line ?? "").matchAll(/(?:^|\s)([A-Z_]+)=(\S+)/g)].map((m) => [m[1]!, m[2]!]),
+    );
+  const go = lines.find((l) => l.trim().endsWith("go run ."));
+  const server = lines.find((l) => l.trim().endsWith("npm start"));
+  expect(go, "the docs' go run command").toBeDefined();
+  expect(server, "the docs' npm start command").toBeDefined();
+  return { go: settings(go), server: settings(server) };
+}
 
 interface GoBackend {
   proc: ChildProcess;
@@ -33,15 +57,9 @@ interface GoBackend {
   output: () => string;
 }
 
-async function startGoBackend(binary: string, apiUrl: string): Promise<GoBackend> {
+async function startGoBackend(binary: string, env: Record<string, string>): Promise<GoBackend> {
   const proc = spawn(binary, [], {
-    env: {
-      PATH: process.env.PATH,
-      LISTEN_ADDR: "127.0.0.1:0",
-      BACKEND_SIGNING_SECRET: TEST_BACKEND_SECRET,
-      SOCKET_SERVER_API_URL: apiUrl,
-      SOCKET_SERVER_API_KEY: TEST_API_KEY,
-    },
+    env: { PATH: process.env.PATH, ...env, LISTEN_ADDR: "127.0.0.1:0" },
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -64,76 +82,113 @@ async function startGoBackend(binary: string, apiUrl: string): Promise<GoBackend
   return { proc, url, output: () => out };
 }
 
+/** A token from the demo's endpoint, as the demo page gets one (rooms `demo:*` and `lobby`). */
+async function demoToken(server: RunningServer, userId: string): Promise<string> {
+  const res = await fetch(`${server.publicUrl}/demo/token`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ userId }),
+  });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { token: string }).token;
+}
+
 type Ack = { ok: true; data: unknown } | { ok: false; error: { code: string; details?: unknown } };
 
-describe.skipIf(!hasGo)("the Go example backend", () => {
-  let go: GoBackend;
+describe("the Go example backend, as the docs run it", () => {
+  const docs = docsCommands();
+  const gos: GoBackend[] = [];
   let server: RunningServer;
-  let wrongSecret: RunningServer;
+  let refusing: RunningServer;
+  let go: GoBackend;
+  let refusingGo: GoBackend;
 
   beforeAll(async () => {
     const binary = join(mkdtempSync(join(tmpdir(), "ss-go-")), "go-backend");
-    execFileSync("go", ["build", "-o", binary, "."], {
-      cwd: EXAMPLE,
-      stdio: "pipe",
-      env: { ...process.env, GOTOOLCHAIN: "local" },
-    });
-    const apiPort = await freePort();
-    go = await startGoBackend(binary, `http://127.0.0.1:${apiPort}`);
-    [server, wrongSecret] = await Promise.all([
-      startServer({
-        workers: 2,
+    execFileSync("go", ["build", "-o", binary, "."], { cwd: EXAMPLE, stdio: "pipe", env: GO_ENV });
+    // Each pair: the API port first (the example pushes to it), then the example, then the server.
+    const pair = async (goEnv: Record<string, string>, workers: number) => {
+      const apiPort = await freePort();
+      const backend = await startGoBackend(binary, {
+        ...goEnv,
+        SOCKET_SERVER_API_URL: `http://127.0.0.1:${apiPort}`,
+      });
+      gos.push(backend);
+      const started = await startServer({
+        workers,
+        bare: true,
         env: {
+          // npm start with nothing else set: dev mode, a generated JWT secret, the demo.
+          NODE_ENV: undefined,
+          ...docs.server,
+          BACKEND_URL: backend.url,
           API_PORT: String(apiPort),
-          BACKEND_URL: go.url,
-          BACKEND_SIGNING_SECRET: TEST_BACKEND_SECRET,
-          FORWARD_LIFECYCLE: "true",
         },
-      }),
-      startServer({
-        workers: 2,
-        env: { BACKEND_URL: go.url, BACKEND_SIGNING_SECRET: "not-the-backend-secret-0123456" },
-      }),
+      });
+      return { backend, started };
+    };
+    const [ok, refused] = await Promise.all([
+      pair(docs.go, 2),
+      pair({ ...docs.go, SOCKET_SERVER_API_KEY: "not-a-key-of-this-server-0123" }, 1),
     ]);
+    go = ok.backend;
+    server = ok.started;
+    refusing = refused.started;
+    refusingGo = refused.backend;
   }, 60_000);
   afterAll(async () => {
-    const codes = await Promise.all([server?.stop(), wrongSecret?.stop()]);
-    if (go) {
-      go.proc.kill("SIGTERM");
-      await waitExit(go.proc, 5_000);
+    const codes = await Promise.all([server?.stop(), refusing?.stop()]);
+    for (const g of gos) {
+      g.proc.kill("SIGTERM");
+      await waitExit(g.proc, 5_000);
     }
     expect(codes).toEqual([0, 0]);
   });
   afterEach(() => closeAllClients());
 
+  it("the two commands share the API key and the signing secret, and the default addresses", () => {
+    expect(docs.server["API_KEYS"]?.split(",")).toContain(docs.go["SOCKET_SERVER_API_KEY"]);
+    expect(docs.server["BACKEND_SIGNING_SECRET"]).toBeDefined();
+    expect(docs.server["BACKEND_SIGNING_SECRET"]).toBe(docs.go["BACKEND_SIGNING_SECRET"]);
+    // The example listens on 127.0.0.1:8080 and pushes to :3001, the server's default API_PORT.
+    expect(docs.server["BACKEND_URL"]).toBe(`http://${docs.go["LISTEN_ADDR"] ?? "127.0.0.1:8080"}`);
+    expect(docs.go["SOCKET_SERVER_API_URL"] ?? "http://127.0.0.1:3001").toMatch(/:3001$/);
+    expect(docs.server["API_PORT"] ?? "3001").toBe("3001");
+  });
+
+  it("go vet and go test pass", () => {
+    execFileSync("go", ["vet", "."], { cwd: EXAMPLE, stdio: "pipe", env: GO_ENV });
+    const out = execFileSync("go", ["test", "."], { cwd: EXAMPLE, env: GO_ENV }).toString();
+    expect(out).toMatch(/^ok/m);
+  }, 60_000);
+
   it("answers an event: the ack carries its JSON", async () => {
-    const s = await connectRegistered(server.publicUrl, await signToken("alice"), "alice");
+    const s = await connectRegistered(server.publicUrl, await demoToken(server, "alice"), "alice");
     expect(await emitAck(s, "echo", { text: "hi" })).toEqual({
       ok: true,
       data: { echo: { text: "hi" }, userId: "alice" },
     });
   });
 
-  it("chat: the event is verified, answered, and pushed back to the room", async () => {
-    const rooms = ["chat:*"];
+  it("chat: the event is verified, answered, and pushed back to the room with the shared key", async () => {
     const alice = await connectRegistered(
       server.publicUrl,
-      await signToken("alice", { rooms }),
+      await demoToken(server, "alice"),
       "alice",
     );
-    const bob = await connectRegistered(server.publicUrl, await signToken("bob", { rooms }), "bob");
+    const bob = await connectRegistered(server.publicUrl, await demoToken(server, "bob"), "bob");
     for (const s of [alice, bob]) {
-      expect(await emitAck(s, "room:join", { room: "chat:lobby" })).toMatchObject({ ok: true });
+      expect(await emitAck(s, "room:join", { room: "lobby" })).toMatchObject({ ok: true });
     }
     const got = nextEvent<Record<string, unknown>>(bob, "chat:message");
-    const ack = await emitAck<Ack>(alice, "chat:send", { room: "chat:lobby", text: "hello bob" });
+    const ack = await emitAck<Ack>(alice, "chat:send", { room: "lobby", text: "hello bob" });
     expect(ack).toMatchObject({ ok: true, data: { accepted: true } });
-    expect(await got).toMatchObject({ from: "alice", room: "chat:lobby", text: "hello bob" });
+    expect(await got).toMatchObject({ from: "alice", room: "lobby", text: "hello bob" });
   });
 
   it("a 4xx from Go is BACKEND_REJECTED with its reason", async () => {
-    const s = await connectRegistered(server.publicUrl, await signToken("carol"), "carol");
-    expect(await emitAck(s, "chat:send", { room: "chat:nowhere", text: "x" })).toEqual({
+    const s = await connectRegistered(server.publicUrl, await demoToken(server, "carol"), "carol");
+    expect(await emitAck(s, "chat:send", { room: "demo:nowhere", text: "x" })).toEqual({
       ok: false,
       error: {
         code: "BACKEND_REJECTED",
@@ -144,20 +199,43 @@ describe.skipIf(!hasGo)("the Go example backend", () => {
   });
 
   it("lifecycle connect: Go greets the user with a push", async () => {
-    const s = await connect(server.publicUrl, await signToken("dave"));
+    const s = await connect(server.publicUrl, await demoToken(server, "dave"));
     const welcome = nextEvent(s, "welcome");
     expect(await emitAck(s, "register", { userId: "dave" })).toMatchObject({ ok: true });
     expect(await welcome).toEqual({ userId: "dave" });
   });
 
-  it("a request signed with another secret is refused (401 → BACKEND_REJECTED)", async () => {
-    const s = await connectRegistered(wrongSecret.publicUrl, await signToken("erin"), "erin");
-    expect(await emitAck(s, "echo", {})).toMatchObject({
+  it("refuses a request signed with another secret (401)", async () => {
+    const body = JSON.stringify({ id: "x1", event: "echo", payload: {}, userId: "erin" });
+    const t = Math.floor(Date.now() / 1000);
+    const res = await fetch(`${go.url}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-signature": `t=${t},v1=${"0".repeat(64)}` },
+      body,
+    });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ error: "bad signature" });
+  });
+
+  it("a push socket-server refuses (401) is answered as a rejection, tried once, not retried", async () => {
+    const s = await connectRegistered(refusing.publicUrl, await demoToken(refusing, "fay"), "fay");
+    expect(await emitAck(s, "room:join", { room: "lobby" })).toMatchObject({ ok: true });
+    expect(await emitAck(s, "chat:send", { room: "lobby", text: "hi" })).toEqual({
       ok: false,
       error: {
         code: "BACKEND_REJECTED",
-        details: { status: 401, body: { error: "bad signature" } },
+        message: "the backend answered 424",
+        details: { status: 424, body: { error: "push refused", status: 401 } },
       },
     });
+    // Go's welcome push on fay's register was refused too; once it says so, count the
+    // attempts: one each (refused at the key check), one forward: nobody retried.
+    const goOut = refusingGo.output;
+    await waitFor("the welcome push's refusal", async () =>
+      goOut().includes("welcome push for fay: push answered 401") ? true : undefined,
+    );
+    const m = await scrape(refusing.apiUrl);
+    expect(m.sum("socket_server_api_requests_total", { method: "POST", status: "401" })).toBe(2);
+    expect(m.sum("socket_server_forward_retries_total")).toBe(0);
   });
 });

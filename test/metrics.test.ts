@@ -1,5 +1,3 @@
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
   connect,
@@ -9,7 +7,6 @@ import {
   type TestSocket,
 } from "./support/client.js";
 import { signToken } from "./support/fixtures.js";
-import { hasCommand } from "./support/processes.js";
 import { parseScrape, type Scrape, scrape } from "./support/prom-text.js";
 import { useServer } from "./support/server.js";
 import { waitFor } from "./support/wait.js";
@@ -103,6 +100,9 @@ describe("aggregated /metrics, two workers", () => {
     };
     const first = await scrape(server.apiUrl);
     expect(counts(first)).toEqual(expected);
+    // At 0 from the start for each worker, so that an alert's increase() sees the first restart.
+    expect(first.value("socket_server_worker_restarts_total", { worker: "0" })).toBe(0);
+    expect(first.value("socket_server_worker_restarts_total", { worker: "1" })).toBe(0);
     expect(first.value("socket_server_worker_up", { worker: "0" })).toBe(1);
     expect(first.value("socket_server_worker_up", { worker: "1" })).toBe(1);
     // Per-process series keep their worker label through the merge.
@@ -150,6 +150,7 @@ describe("aggregated /metrics, two workers", () => {
       registered: 6 - onVictim.length,
     });
     expect(after.value("socket_server_worker_restarts_total", { worker: "0" })).toBe(1);
+    expect(after.value("socket_server_worker_restarts_total", { worker: "1" })).toBe(0);
     expect(after.value("socket_server_worker_up", { worker: "0" })).toBe(1);
     expect(after.value("socket_server_worker_up", { worker: "1" })).toBe(1);
 
@@ -207,40 +208,5 @@ describe("aggregated /metrics, two workers", () => {
     const back = await scrape(server.apiUrl);
     expect(back.value("socket_server_worker_up", { worker: "1" })).toBe(1);
     expect(back.value("socket_server_gateway_connections")).toBe(2);
-  });
-});
-
-describe("deploy/ files", () => {
-  const names = (text: string) => new Set(text.match(/\bsocket_server_[a-z0-9_]+/g) ?? []);
-
-  it("the Grafana dashboard and the alert rules name only metrics that exist", async () => {
-    const m = await scrape(server.apiUrl);
-    const known = m.seriesNames();
-    // Redis metrics are registered only with REDIS_URL; this server runs without.
-    const source = readFileSync(new URL("../src/shared/metrics.ts", import.meta.url), "utf8");
-    expect(source).toContain('"socket_server_redis_up"');
-    known.add("socket_server_redis_up");
-    const grafana = readFileSync(
-      new URL("../deploy/grafana/socket-server.json", import.meta.url),
-      "utf8",
-    );
-    const panels = (JSON.parse(grafana) as { panels: { targets?: { expr: string }[] }[] }).panels;
-    const exprs = panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)).join("\n");
-    expect(names(exprs).size).toBeGreaterThan(10);
-    expect([...names(exprs)].filter((n) => !known.has(n))).toEqual([]);
-
-    const rules = readFileSync(new URL("../deploy/prometheus/alerts.yml", import.meta.url), "utf8");
-    expect(names(rules).size).toBeGreaterThan(5);
-    expect([...names(rules)].filter((n) => !known.has(n))).toEqual([]);
-  });
-
-  const promtool = hasCommand("promtool", ["--version"]);
-  it.skipIf(!promtool)("promtool accepts the alert rules", () => {
-    const out = execFileSync("promtool", [
-      "check",
-      "rules",
-      new URL("../deploy/prometheus/alerts.yml", import.meta.url).pathname,
-    ]).toString();
-    expect(out).toMatch(/SUCCESS/);
   });
 });

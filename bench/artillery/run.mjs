@@ -9,14 +9,18 @@ import { benchApiKey, benchKeys } from "../lib/tokens.mjs";
  * run `npm run build` in the repository first) and a minimal backend on free
  * loopback ports, runs ../../artillery.yml against them, then stops both.
  * Artillery's own summary is the result (plus push.* counters from
- * processor.cjs). ARTILLERY_ARGS adds arguments, e.g. `--output report.json`.
+ * processor.cjs); the exit code is Artillery's: non-zero when an `ensure`
+ * check in artillery.yml fails. ARTILLERY_ARGS adds arguments, e.g.
+ * `--output report.json`. SCENARIO_BACKEND_STATUS makes the backend answer
+ * every event with that status (503: a failing backend, a run that must fail).
  */
 
+const backendStatus = Number(process.env.SCENARIO_BACKEND_STATUS) || 200;
 const backend = http.createServer((req, res) => {
   req.resume();
   req.on("end", () => {
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end('{"received":true}');
+    res.writeHead(backendStatus, { "content-type": "application/json" });
+    res.end(backendStatus < 300 ? '{"received":true}' : '{"error":"failing on purpose"}');
   });
 });
 await new Promise((resolve) => backend.listen(0, "127.0.0.1", resolve));

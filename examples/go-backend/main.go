@@ -15,7 +15,12 @@
 //	SOCKET_SERVER_API_URL   socket-server's internal port (default http://127.0.0.1:3001)
 //	SOCKET_SERVER_API_KEY   one of socket-server's API_KEYS (needed for pushes)
 //
-// Run: go run . (then start socket-server with BACKEND_URL=http://127.0.0.1:8080).
+// Run it and socket-server with the same key and secret (docs/http-api.md,
+// "Connecting your Go backend"; test/go-backend.test.ts runs those commands):
+//
+//	SOCKET_SERVER_API_KEY=local-api-key-0123456789 BACKEND_SIGNING_SECRET=local-signing-secret-0123456789 go run .
+//	API_KEYS=local-api-key-0123456789 BACKEND_SIGNING_SECRET=local-signing-secret-0123456789 \
+//	  BACKEND_URL=http://127.0.0.1:8080 FORWARD_LIFECYCLE=true npm start
 package main
 
 import (
@@ -26,10 +31,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/rand"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -168,10 +175,21 @@ func (a *App) handle(ctx context.Context, ev Event) (int, any) {
 			"room":    p.Room,
 			"event":   "chat:message",
 			"payload": map[string]any{"id": ev.ID, "from": ev.UserID, "room": p.Room, "text": p.Text},
+			// The event id as the key: a push retried here, or for a retried event, is delivered once.
+			"options": map[string]any{"idempotencyKey": "chat:" + ev.ID},
 		})
 		if err != nil {
 			log.Printf("push to %s: %v", p.Room, err)
-			// 503: socket-server retries with the same id; the dedupe above keeps it single.
+			var refused *PushError
+			if errors.As(err, &refused) && !refused.Retryable() {
+				// A 4xx from socket-server (a wrong API key, a request it cannot
+				// take) fails the same way every time. A 4xx answer makes
+				// socket-server tell the client at once (BACKEND_REJECTED);
+				// a 5xx would be retried and count toward its circuit breaker.
+				return http.StatusFailedDependency, map[string]any{"error": "push refused", "status": refused.Status}
+			}
+			// Worth another try (socket-server busy or restarting, a network
+			// error): 503, and socket-server retries the event with the same id.
 			return http.StatusServiceUnavailable, map[string]string{"error": "push failed"}
 		}
 		return http.StatusOK, map[string]any{"accepted": true, "pushId": res["id"]}
@@ -182,9 +200,11 @@ func (a *App) handle(ctx context.Context, ev Event) (int, any) {
 
 // Pusher calls socket-server's POST /api/push with one keep-alive client.
 type Pusher struct {
-	base   string
-	key    string
-	client *http.Client
+	base     string
+	key      string
+	client   *http.Client
+	attempts int
+	backoff  time.Duration
 }
 
 // NewPusher makes a client whose idle pool keeps connections to socket-server
@@ -196,15 +216,72 @@ func NewPusher(base, key string) *Pusher {
 		MaxIdleConnsPerHost: 64, // the default (2) would reopen connections under load
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &Pusher{base: strings.TrimRight(base, "/"), key: key, client: &http.Client{Transport: transport, Timeout: 5 * time.Second}}
+	return &Pusher{
+		base:     strings.TrimRight(base, "/"),
+		key:      key,
+		client:   &http.Client{Transport: transport, Timeout: 5 * time.Second},
+		attempts: 3,
+		backoff:  100 * time.Millisecond,
+	}
+}
+
+// PushError is an answer other than 202 from socket-server.
+type PushError struct {
+	Status     int
+	Body       string
+	RetryAfter time.Duration // from Retry-After (429, 503); 0 if absent
+}
+
+func (e *PushError) Error() string { return fmt.Sprintf("push answered %d: %s", e.Status, e.Body) }
+
+// Retryable: 429 (rate limited) and 5xx (overloaded, shutting down) may pass
+// later; any other 4xx is the request's fault (a wrong key, an invalid push)
+// and fails the same way every time.
+func (e *PushError) Retryable() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status >= 500
 }
 
 // Push sends one push and returns socket-server's 202 body ({ id, ... }).
+// What is retryable (429, 5xx, a network error) is tried again, up to
+// p.attempts in all, after Retry-After or a jittered backoff, within ctx;
+// a push that may already have gone out is safe to send again only with an
+// options.idempotencyKey. Anything else returns at once.
 func (p *Pusher) Push(ctx context.Context, push map[string]any) (map[string]any, error) {
 	body, err := json.Marshal(push)
 	if err != nil {
 		return nil, err
 	}
+	for attempt := 1; ; attempt++ {
+		out, err := p.pushOnce(ctx, body)
+		if err == nil {
+			return out, nil
+		}
+		var refused *PushError
+		wait := p.backoff << (attempt - 1)
+		wait = wait/2 + time.Duration(rand.Int63n(int64(wait)))
+		if errors.As(err, &refused) {
+			if !refused.Retryable() {
+				return nil, err
+			}
+			if refused.RetryAfter > 0 {
+				wait = refused.RetryAfter
+			}
+		}
+		if attempt >= p.attempts || ctx.Err() != nil {
+			return nil, err
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return nil, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
+func (p *Pusher) pushOnce(ctx context.Context, body []byte) (map[string]any, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+"/api/push", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -222,7 +299,12 @@ func (p *Pusher) Push(ctx context.Context, push map[string]any) (map[string]any,
 		return nil, err
 	}
 	if res.StatusCode != http.StatusAccepted {
-		return nil, fmt.Errorf("push answered %d: %s", res.StatusCode, bytes.TrimSpace(data))
+		retryAfter, _ := strconv.Atoi(res.Header.Get("retry-after"))
+		return nil, &PushError{
+			Status:     res.StatusCode,
+			Body:       string(bytes.TrimSpace(data)),
+			RetryAfter: time.Duration(retryAfter) * time.Second,
+		}
 	}
 	var out map[string]any
 	if err := json.Unmarshal(data, &out); err != nil {

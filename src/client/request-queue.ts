@@ -111,6 +111,10 @@ export function createRequestQueue(deps: RequestQueueDeps): RequestQueue {
     socket.timeout(remaining).emit(job.event, job.payload, (err: Error | null, ack: unknown) => {
       if (job.done) return;
       if (err) {
+        // close() (or giving up) disconnects the socket, which fails the acks it
+        // waits for: those requests end the way the client did, not DISCONNECTED.
+        const stopped = deps.stopCode();
+        if (stopped) return settle(job, clientError(job, stopped));
         const dropped = !socket.connected || err.message.includes("disconnected");
         return settle(job, clientError(job, dropped ? "DISCONNECTED" : "TIMEOUT"));
       }

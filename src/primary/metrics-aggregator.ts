@@ -128,6 +128,8 @@ export function createMetricsAggregator(deps: {
     foldCumulative(retired, snap.metrics);
   });
 
+  // At 0 for every slot from the start, so that increase() sees the first restart.
+  for (const s of sup.slots) primaryMetrics.workerRestarts.inc({ worker: String(s.slot) }, 0);
   const restartsSeen = new Map<number, number>();
   const countRestarts = () => {
     for (const s of sup.slots) {

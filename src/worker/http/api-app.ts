@@ -12,6 +12,7 @@ import { type PushGate, setApiSecurityHeaders } from "../protection/http-guard.j
 import { createApiKeyCheck } from "./api-keys.js";
 import { createFastPush } from "./fast-push.js";
 import { errorHandler, requestId, sendError } from "./express-errors.js";
+import { coreOpenApi } from "./core-openapi.js";
 import { buildOpenApi, type OpenApiPart } from "./openapi.js";
 import { metricsRelay } from "./metrics-relay.js";
 import { requestLog } from "./request-log.js";
@@ -86,10 +87,9 @@ export function createApiApp(deps: ApiDeps): ApiHandler {
   const { cfg, log } = deps;
   const schemas = createSchemas(cfg);
   const keys = createApiKeyCheck(cfg.apiKeys);
-  const openapi = buildOpenApi(
-    schemas,
-    (deps.routes ?? []).map((r) => r.openApi),
-  );
+  const openapi = buildOpenApi([coreOpenApi(cfg), ...(deps.routes ?? []).map((r) => r.openApi)], {
+    apiPort: cfg.API_PORT,
+  });
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -269,11 +269,19 @@ export function createApiApp(deps: ApiDeps): ApiHandler {
   for (const r of deps.routes ?? []) r.mount(api, helpers);
 
   api.all("/{*rest}", (req, res) => {
-    const known = api.stack.some(
-      (l) => l.route && l.route.path !== "/{*rest}" && matchPath(l.route.path, req.path),
-    );
-    if (known) sendError(res, "METHOD_NOT_ALLOWED");
-    else sendError(res, "NOT_FOUND");
+    const allowed = new Set<string>();
+    for (const l of api.stack) {
+      const route = l.route as { path: string; methods: Record<string, boolean> } | undefined;
+      if (!route || route.path === "/{*rest}" || !matchPath(route.path, req.path)) continue;
+      for (const [m, on] of Object.entries(route.methods)) if (on) allowed.add(m.toUpperCase());
+    }
+    if (allowed.size === 0) {
+      sendError(res, "NOT_FOUND");
+      return;
+    }
+    if (allowed.has("GET")) allowed.add("HEAD");
+    res.setHeader("allow", [...allowed].sort().join(", "));
+    sendError(res, "METHOD_NOT_ALLOWED");
   });
 
   app.use("/api", api);

@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { Config } from "../../shared/config.js";
 import { ERRORS, GatewayError } from "../../shared/errors.js";
 import type { ApiHelpers } from "./api-app.js";
+import { count, createAnswerSchemas } from "./answer-schemas.js";
 import type { OpenApiPart } from "./openapi.js";
 import { createSchemas, zodDetails } from "./schemas.js";
 import type { PushResult, PushService } from "../push/push-service.js";
@@ -38,39 +39,45 @@ export function createBatchSchema(cfg: Config) {
 }
 
 export function batchOpenApi(cfg: Config): OpenApiPart {
-  const { pushRequest } = createSchemas(cfg);
+  const schemas = createSchemas(cfg);
+  const a = createAnswerSchemas(schemas);
+  const request = z.strictObject({
+    pushes: z.array(schemas.pushRequest).min(1).max(cfg.PUSH_BATCH_MAX),
+  });
+  const item = z.union([
+    z.intersection(z.object({ index: count, status: z.literal(202) }), a.pushAnswer),
+    z.object({
+      index: count,
+      status: z.number().int().min(400).max(599),
+      error: a.error.shape.error.omit({ timestamp: true, requestId: true }),
+    }),
+  ]);
+  const answer = z.object({
+    results: z.array(item).describe("one per push, in request order"),
+    accepted: count,
+    rejected: count,
+  });
   return {
     schemas: {
       PushBatchRequest: {
-        schema: z.strictObject({
-          pushes: z.array(pushRequest).min(1).max(cfg.PUSH_BATCH_MAX),
-        }),
+        schema: request,
         description: `Up to PUSH_BATCH_MAX (${cfg.PUSH_BATCH_MAX}) pushes; each item is validated on its own.`,
+      },
+      PushBatchAnswer: {
+        schema: answer,
+        description:
+          "A result per item: status 202 with the push's answer, or an error status with the contract's error object.",
       },
     },
     paths: {
       "/api/push/batch": {
         post: {
+          operationId: "pushBatch",
+          tag: "push",
           summary: "Several pushes in one request, with a result per item",
-          requestBody: {
-            required: true,
-            content: {
-              "application/json": { schema: { $ref: "#/components/schemas/PushBatchRequest" } },
-            },
-          },
-          responses: {
-            "200": {
-              description:
-                "{ results: [{ index, status, id?, error? }], accepted, rejected }: status 202 with the push's answer, or an error status with the contract's error object",
-              content: { "application/json": { schema: { type: "object" } } },
-            },
-            "400": {
-              description: "not a batch: `pushes` missing, not an array, empty or too long",
-              content: {
-                "application/json": { schema: { $ref: "#/components/schemas/Error" } },
-              },
-            },
-          },
+          body: request,
+          ok: { status: 200, body: answer, description: "every item's result" },
+          limited: true,
         },
       },
     },

@@ -2,10 +2,10 @@ import type { Router } from "express";
 import { z } from "zod";
 import type { Config } from "../../shared/config.js";
 import { GatewayError } from "../../shared/errors.js";
-import { USER_ID_PATTERN } from "../../shared/names.js";
 import type { RevocationEntry } from "../../shared/revocation-list.js";
 import type { ApiHelpers } from "./api-app.js";
 import type { OpenApiPart } from "./openapi.js";
+import { createSchemas, type Schemas } from "./schemas.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CountAnswer } from "../local-queries.js";
 import type { Revocations } from "../protection/revocations.js";
@@ -33,14 +33,14 @@ const time = z.union([
   z.iso.datetime({ offset: true }).transform((s) => Math.floor(Date.parse(s) / 1000)),
 ]);
 
-export function createRevokeSchema() {
+export function createRevokeSchema(userId: Schemas["userId"]) {
   const expiresAt = unixSeconds
     .optional()
     .describe("unix seconds; keep the entry until then (the revoked tokens' exp)");
   return z.union([
     z.strictObject({ jti: z.string().min(1).max(256), expiresAt }),
     z.strictObject({
-      userId: z.string().regex(USER_ID_PATTERN, "1-128 characters of A-Z a-z 0-9 _ . @ : -"),
+      userId,
       issuedBefore: time.describe("unix seconds or ISO 8601: tokens with iat before this"),
       expiresAt,
     }),
@@ -57,7 +57,7 @@ export function mountProtectionRoutes(
   },
 ): void {
   const { cfg, revocations } = deps;
-  const revokeSchema = createRevokeSchema();
+  const revokeSchema = createRevokeSchema(createSchemas(cfg).userId);
 
   router.post("/tokens/revoke", async (req, res) => {
     if (req.body === undefined) {
@@ -102,46 +102,49 @@ export function mountProtectionRoutes(
   });
 }
 
-export function protectionOpenApi(): OpenApiPart {
-  const err = (description: string) => ({
-    description,
-    content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+export function protectionOpenApi(cfg: Config): OpenApiPart {
+  const { userId } = createSchemas(cfg);
+  const revoke = createRevokeSchema(userId);
+  const revoked = z.object({
+    revoked: z.union([
+      z.object({ jti: z.string() }),
+      z.object({ userId, issuedBefore: unixSeconds }),
+    ]),
+    until: unixSeconds.describe("the entry is kept until then (unix seconds)"),
+    disconnected: z.number().int().min(0).describe("sockets disconnected"),
+    sharedWithOtherHosts: z
+      .boolean()
+      .optional()
+      .describe("with REDIS_URL: whether the entry reached the other hosts"),
+    missingWorkers: z.array(z.number().int().min(0)).optional(),
   });
+  const restarting = z.object({ restarting: z.literal(true), workers: z.number().int().min(1) });
   return {
+    tags: { tokens: "Token revocation", admin: "Operations on the host" },
     schemas: {
       RevokeRequest: {
-        schema: createRevokeSchema(),
+        schema: revoke,
         description: "One token by jti, or every token of a user issued before a time.",
       },
+      RevokeAnswer: { schema: revoked, description: "What was revoked, and the sockets it ended." },
+      RestartAnswer: { schema: restarting, description: "A rolling restart has begun." },
     },
     paths: {
       "/api/tokens/revoke": {
         post: {
+          operationId: "revokeTokens",
+          tag: "tokens",
           summary: "Revoke a token (jti) or a user's tokens issued before a time",
-          requestBody: {
-            required: true,
-            content: {
-              "application/json": { schema: { $ref: "#/components/schemas/RevokeRequest" } },
-            },
-          },
-          responses: {
-            "200": {
-              description:
-                "{ revoked, until, disconnected, sharedWithOtherHosts?, missingWorkers? }",
-            },
-            "400": err("validation failed"),
-            "401": err("missing or invalid API key"),
-            "503": err("shutting down; see Retry-After"),
-          },
+          body: revoke,
+          ok: { status: 200, body: revoked, description: "revoked; holders disconnected" },
         },
       },
       "/api/admin/restart-workers": {
         post: {
+          operationId: "restartWorkers",
+          tag: "admin",
           summary: "Rolling restart: one worker at a time, each drained and ready again",
-          responses: {
-            "202": { description: "{ restarting: true, workers }" },
-            "401": err("missing or invalid API key"),
-          },
+          ok: { status: 202, body: restarting, description: "the restart has begun" },
         },
       },
     },

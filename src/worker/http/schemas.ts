@@ -13,8 +13,23 @@ import {
  * and used both to validate requests and to generate /api/openapi.json.
  * Unknown fields are rejected (strict objects), so a typo such as `userid`
  * is a 400 instead of a push that silently goes nowhere.
+ *
+ * One set per configuration: the OpenAPI document names a schema by the
+ * instance (a `$ref` to its component wherever it is used), so the routes
+ * and their parts of the document must share the instances.
  */
-export function createSchemas(cfg: Config) {
+const byConfig = new WeakMap<Config, ReturnType<typeof buildSchemas>>();
+
+export function createSchemas(cfg: Config): ReturnType<typeof buildSchemas> {
+  let s = byConfig.get(cfg);
+  if (!s) {
+    s = buildSchemas(cfg);
+    byConfig.set(cfg, s);
+  }
+  return s;
+}
+
+function buildSchemas(cfg: Config) {
   const userId = z.string().regex(USER_ID_PATTERN, "1-128 characters of A-Z a-z 0-9 _ . @ : -");
   const room = z
     .string()
@@ -60,6 +75,8 @@ export function createSchemas(cfg: Config) {
       .describe("a repeated key within IDEMPOTENCY_WINDOW_SECONDS is accepted once"),
   });
 
+  // Any JSON value, delivered unchanged (recursive: one component refers to itself).
+  const jsonValue = z.json();
   const pushRequest = z
     .strictObject({
       userId: userId.optional(),
@@ -68,7 +85,7 @@ export function createSchemas(cfg: Config) {
       rooms: z.array(room).min(1).max(100).optional(),
       broadcast: z.literal(true).optional(),
       event,
-      payload: z.json().describe("any JSON value, delivered unchanged"),
+      payload: jsonValue,
       options: pushOptions.optional(),
     })
     .superRefine((v, ctx) => {
@@ -106,10 +123,10 @@ export function createSchemas(cfg: Config) {
     cursor: z.string().max(cfg.MAX_ROOM_NAME_LENGTH).optional(),
   });
 
-  return { userId, room, event, pushOptions, pushRequest, roomsQuery };
+  return { userId, room, event, jsonValue, pushOptions, pushRequest, roomsQuery };
 }
 
-export type Schemas = ReturnType<typeof createSchemas>;
+export type Schemas = ReturnType<typeof buildSchemas>;
 export type PushRequest = z.output<Schemas["pushRequest"]>;
 
 /** The contract's 400 for a request that is not valid, with one detail per bad field. */

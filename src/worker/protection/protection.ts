@@ -137,7 +137,7 @@ export function createProtection(deps: ProtectionDeps) {
     apiRoutes: {
       mount: (router: Router, helpers: ApiHelpers) =>
         mountProtectionRoutes(router, helpers, { cfg, revocations, primary: deps.primary }),
-      openApi: protectionOpenApi(),
+      openApi: protectionOpenApi(cfg),
     } satisfies ApiRoutes,
     onRevoke: (q: Extract<Query, { kind: "revoke" }>) => revocations.apply(q),
     /** Loads shared state (revocations from Redis) before the worker reports ready. */
