@@ -264,13 +264,16 @@ export const primaryMetrics = {
  * would never fire its alert. (The worker label of `worker_restarts_total`
  * is known once the primary knows its slots: metrics-aggregator.ts.)
  */
-for (const level of ["warn", "error", "fatal"]) metrics.logMessages.inc({ level }, 0);
-for (const code of ["AUTH_MISSING", "AUTH_INVALID", "AUTH_EXPIRED", "AUTH_REVOKED"]) {
-  metrics.authFailures.inc({ code }, 0);
+export function startAlertCountersAtZero(): void {
+  for (const level of ["warn", "error", "fatal"]) metrics.logMessages.inc({ level }, 0);
+  for (const code of ["AUTH_MISSING", "AUTH_INVALID", "AUTH_EXPIRED", "AUTH_REVOKED"]) {
+    metrics.authFailures.inc({ code }, 0);
+  }
+  for (const code of Object.keys(ERRORS)) metrics.eventRejections.inc({ code }, 0);
+  for (const kind of [...BUILT_IN_EVENTS, "forward"]) metrics.eventsIn.inc({ kind }, 0);
+  primaryMetrics.workersReplaced.inc({ reason: "hung" }, 0);
 }
-for (const code of Object.keys(ERRORS)) metrics.eventRejections.inc({ code }, 0);
-for (const kind of [...BUILT_IN_EVENTS, "forward"]) metrics.eventsIn.inc({ kind }, 0);
-primaryMetrics.workersReplaced.inc({ reason: "hung" }, 0);
+startAlertCountersAtZero();
 
 export function registerRedisMetrics(): void {
   if (!registry.getSingleMetric("socket_server_redis_up")) registry.registerMetric(metrics.redisUp);

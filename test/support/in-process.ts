@@ -16,7 +16,7 @@ import {
 import { isPrimaryPath } from "../../src/shared/front-door.js";
 import { createLogRing } from "../../src/shared/log-ring.js";
 import { initLogger, loggerOptionsFrom } from "../../src/shared/logger.js";
-import { primaryRegistry, registry } from "../../src/shared/metrics.js";
+import { primaryRegistry, registry, startAlertCountersAtZero } from "../../src/shared/metrics.js";
 import { resumeHandleReads } from "../../src/shared/node-internals.js";
 import { createWorker, type Worker } from "../../src/worker/create-worker.js";
 import { type ChannelPort, createWorkerChannel } from "../../src/worker/ipc-channel.js";
@@ -210,6 +210,10 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
     }),
   );
   const primaryLog = root.child({ role: "primary" });
+  // Counters start from zero, as in a fresh process: this test process may
+  // have run other servers before (test files share their processes).
+  for (const r of [registry, primaryRegistry]) r.resetMetrics();
+  startAlertCountersAtZero();
   // Each process registers its process metrics once; a later server in this
   // process (a test file may start several, one after the other) does again.
   const registered = [registry, primaryRegistry].map(
