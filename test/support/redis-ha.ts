@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { track, waitExit } from "./processes.js";
-import { freePort } from "./redis.js";
+import { freePort, redisServerArgs } from "./redis.js";
 import { waitFor } from "./wait.js";
 
 /**
@@ -74,19 +74,6 @@ async function stopAll(nodes: Node[], dir: string): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
-const base = (port: number, dir: string) => [
-  "--port",
-  String(port),
-  "--bind",
-  "127.0.0.1",
-  "--save",
-  "",
-  "--appendonly",
-  "no",
-  "--dir",
-  dir,
-];
-
 export interface RedisClusterTier {
   /** "127.0.0.1:p1,127.0.0.1:p2,…" (every node, masters and replicas). */
   seeds: string;
@@ -122,7 +109,7 @@ export async function startRedisCluster(
       nodes.push(
         await launch(
           [
-            ...base(port, dir),
+            ...redisServerArgs(port, dir),
             "--cluster-enabled",
             "yes",
             "--cluster-port",
@@ -270,9 +257,11 @@ export async function startRedisSentinel(
   const sentinelPorts: number[] = [];
   try {
     const p0 = await freePort();
-    nodes.push(await launch(base(p0, dir), p0, dir));
+    nodes.push(await launch(redisServerArgs(p0, dir), p0, dir));
     const p1 = await freePort();
-    nodes.push(await launch([...base(p1, dir), "--replicaof", "127.0.0.1", String(p0)], p1, dir));
+    nodes.push(
+      await launch([...redisServerArgs(p1, dir), "--replicaof", "127.0.0.1", String(p0)], p1, dir),
+    );
     await waitFor(
       "the replica to sync",
       async () =>

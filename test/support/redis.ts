@@ -16,6 +16,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** A throwaway redis-server on loopback: this port, files in `dir`, nothing persisted. */
+export const redisServerArgs = (port: number, dir: string): string[] => [
+  ...["--port", String(port), "--bind", "127.0.0.1"],
+  ...["--save", "", "--appendonly", "no", "--dir", dir],
+];
+
 export interface RedisServer {
   port: number;
   url: string;
@@ -30,23 +36,10 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   const dir = mkdtempSync(join(tmpdir(), "ss-redis-"));
   let proc: ReturnType<typeof spawn> | undefined;
   const launch = async () => {
-    proc = spawn(
-      "redis-server",
-      [
-        "--port",
-        String(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        dir,
-        ...extraArgs,
-      ],
-      { stdio: ["ignore", "pipe", "pipe"], detached: true },
-    );
+    proc = spawn("redis-server", [...redisServerArgs(port, dir), ...extraArgs], {
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
     track(proc);
     await new Promise<void>((resolve, reject) => {
       let out = "";
