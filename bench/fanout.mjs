@@ -34,7 +34,7 @@ const SPEC = {
   FANOUT_ALG: ["ES256", "JWT algorithm of the clients"],
   FANOUT_SOCKET_SERVER_LAG_MS: [
     [60000],
-    "more socket-server runs, one per MAX_EVENT_LOOP_LAG_MS value (besides the one as shipped)",
+    "more socket-server runs, one per MAX_EVENT_LOOP_LAG_MS value (besides the one as shipped; none: no more)",
   ],
 };
 

@@ -27,12 +27,15 @@ const TINY = {
   },
   connect: {
     BENCH_TARGETS: "socket-server,docs-cluster",
+    // One socket-server run per bench: its variants run the same bench code.
+    CONNECT_AUTH_MODES: "inline",
     CONNECT_CLIENTS: "30",
     CONNECT_CONCURRENCY: "10",
     CONNECT_TIMEOUT_MS: "10000",
   },
   fanout: {
     BENCH_TARGETS: "socket-server,single",
+    FANOUT_SOCKET_SERVER_LAG_MS: "none",
     FANOUT_CLIENTS: "30",
     FANOUT_RATES: "5",
     FANOUT_DURATION_S: "1",

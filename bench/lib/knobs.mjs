@@ -15,7 +15,8 @@ export function knobs(spec) {
       if (!Number.isFinite(n)) throw new Error(`${name}: expected a number, got "${raw}"`);
       values[name] = n;
     } else if (Array.isArray(fallback)) {
-      values[name] = raw
+      // "none": an empty list (an empty value means the default).
+      values[name] = (raw === "none" ? "" : raw)
         .split(",")
         .map((s) => s.trim())
         .filter(Boolean);
