@@ -79,6 +79,7 @@ async function main() {
         // The held figures so far were of a smaller step than their columns say.
         delete row.heldLagP99Ms;
         delete row.heldCores;
+        delete row.heldPerProcessCores;
         row.exited = target.alive() ? undefined : (target.proc.exitCode ?? target.proc.signalCode);
         process.stderr.write(
           `round ${round} ${name}: held ${row.held} of ${step}; ${fleet.failed} attempts failed` +
@@ -96,7 +97,9 @@ async function main() {
       await sleep(2_000);
       const held = meter.lag();
       row.heldLagP99Ms = held.worstP99Ms;
-      row.heldCores = meter.stop().serverCpu.totalCores;
+      const cpu = meter.stop().serverCpu;
+      row.heldCores = cpu.totalCores;
+      row.heldPerProcessCores = cpu.perPid.map((p) => p.cores);
       row[`kbPerConn${step}`] = (s.totalKb - base.totalKb) / step;
       row[`mb${step}`] = s.totalKb / 1024;
       row.perProcessKb = s.perProcessKb;
