@@ -27,7 +27,15 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: "forks",
     reporters: ["default"],
-    sequence: { sequencer: longFirst(["test/bench-smoke.test.ts"]) },
+    // The longest files start first (a fresh checkout has no timing cache).
+    sequence: {
+      sequencer: longFirst([
+        "test/bench-smoke.test.ts",
+        "test/multihost-sentinel.test.ts",
+        "test/replay-crash.test.ts",
+        "test/multihost-cluster.test.ts",
+      ]),
+    },
     projects: [
       {
         extends: true,
