@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import net from "node:net";
 import { Adapter } from "socket.io-adapter";
-import { afterAll, afterEach, beforeAll, expect, vi } from "vitest";
+import { vi } from "vitest";
 import { createBalancer, type PortKind } from "../../src/primary/balancer.js";
 import { createPrimaryCore } from "../../src/primary/primary-core.js";
 import type { SlotState, Supervisor, SupervisorEvents } from "../../src/primary/supervisor.js";
@@ -20,9 +20,8 @@ import { primaryRegistry, registry, startAlertCountersAtZero } from "../../src/s
 import { resumeHandleReads } from "../../src/shared/node-internals.js";
 import { createWorker, type Worker } from "../../src/worker/create-worker.js";
 import { type ChannelPort, createWorkerChannel } from "../../src/worker/ipc-channel.js";
-import { closeAllClients } from "./client.js";
 import { apiFetch, outputLog } from "./output.js";
-import { type RunningServer, testEnv } from "./server.js";
+import { type RunningServer, testEnv, useStarted } from "./server.js";
 
 // The worker serves the client bundle from next to its own module: in dist,
 // dist/client/client.js; run from src/ that would be src/client/client.js,
@@ -320,18 +319,7 @@ export async function startInProcess(opts: InProcessOptions = {}): Promise<TestS
   };
 }
 
-/**
- * `useServer` for the one-process layer: started in beforeAll, stopped in
- * afterAll (it must stop cleanly: 0), clients a test opened closed after each test.
- */
+/** `useServer` for the one-process layer (`startInProcess`). */
 export function useInProcessServer(opts: InProcessOptions = {}): TestServer {
-  const server = {} as TestServer;
-  beforeAll(async () => {
-    Object.assign(server, await startInProcess(opts));
-  });
-  afterAll(async () => {
-    expect(await server.stop()).toBe(0);
-  });
-  afterEach(() => closeAllClients());
-  return server;
+  return useStarted(() => startInProcess(opts));
 }

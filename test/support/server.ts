@@ -136,19 +136,24 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
 
 /**
  * One server for a whole test file: started in beforeAll, stopped in afterAll
- * (it must exit 0), with the clients a test opened closed after each test.
- * The object returned is filled in when beforeAll has run.
+ * (it must stop cleanly: 0), with the clients a test opened closed after each
+ * test. The object returned is filled in when beforeAll has run.
  */
-export function useServer(opts: StartOptions = {}): RunningServer {
-  const server = {} as RunningServer;
+export function useStarted<T extends { stop(): Promise<unknown> }>(start: () => Promise<T>): T {
+  const server = {} as T;
   beforeAll(async () => {
-    Object.assign(server, await startServer(opts));
+    Object.assign(server, await start());
   });
   afterAll(async () => {
     expect(await server.stop()).toBe(0);
   });
   afterEach(() => closeAllClients());
   return server;
+}
+
+/** `useStarted` with the forked server (`startServer`). */
+export function useServer(opts: StartOptions = {}): RunningServer {
+  return useStarted(() => startServer(opts));
 }
 
 /** Reads a response to its end: the text, and the text parsed as JSON (undefined if it is not JSON). */
