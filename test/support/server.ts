@@ -92,20 +92,17 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
 
   const waitForOutput = log.waitFor;
 
-  // A server that exits before it listens fails the start at once, with its output.
-  let onExit: (() => void) | undefined;
+  // A server that exits before it listens fails the start at once, with its
+  // output ("close": after its last output has been read).
+  let onClose: (() => void) | undefined;
   const exited = new Promise<never>((_, reject) => {
-    onExit = () => {
-      // Let the last output chunks arrive first.
-      setTimeout(() => {
-        reject(
-          new Error(
-            `server exited (${proc.exitCode}) before listening; output:\n${log.text().slice(-3000)}`,
-          ),
-        );
-      }, 50);
-    };
-    proc.once("exit", onExit);
+    onClose = () =>
+      reject(
+        new Error(
+          `server exited (${proc.exitCode}) before listening; output:\n${log.text().slice(-3000)}`,
+        ),
+      );
+    proc.once("close", onClose);
   });
   exited.catch(() => {});
   const line = await Promise.race([
@@ -114,7 +111,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       opts.startTimeoutMs ?? 30_000,
     ),
     exited,
-  ]).finally(() => proc.off("exit", onExit!));
+  ]).finally(() => proc.off("close", onClose!));
   const { publicPort, apiPort } = JSON.parse(line) as { publicPort: number; apiPort: number };
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   return {
