@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
-import { Command } from "ioredis";
 import type { IdemClaimResult, OfflinePutResult, StoredMessage } from "../../shared/ipc.js";
 import type { RedisTarget } from "../../shared/redis-target.js";
-import { createRedisClient, type RedisClient } from "../redis/redis-clients.js";
+import { createRedisClient, loadIoredis, type RedisClient } from "../redis/redis-clients.js";
 import { waitForReady } from "../redis/wait-ready.js";
 import {
   type DeliveryStore,
@@ -320,6 +319,7 @@ export function createRedisStore(opts: RedisStoreOptions): RedisStore {
   redis.defineCommand("ssRelease", { lua: RELEASE, numberOfKeys: 1 });
   const s = redis as unknown as Scripts;
   // TAKE with its own timeout: ioredis keeps the first timeout a command is given.
+  const { Command } = loadIoredis();
   const takeScript = async (keys: string[], args: string[]): Promise<unknown> => {
     const send = (name: "evalsha" | "eval", script: string) => {
       const command = new Command(name, [script, keys.length, ...keys, ...args], {
