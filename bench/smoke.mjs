@@ -50,6 +50,7 @@ const TINY = {
     PUSH_WARMUP_S: "1",
     PUSH_SETTLE_MS: "1000",
     PUSH_BATCH_SIZE: "5",
+    PUSH_ROOMS: "3",
   },
 };
 

@@ -4,7 +4,7 @@ import { Recorder } from "./stats.mjs";
 /**
  * Opens many BenchClients against one target with at most `concurrency`
  * handshakes in flight, optionally registering each as its token's user and
- * joining a room. Counts what failed and how: a refused handshake
+ * joining a room (`room`: one name, or `(i) => names` per client). Counts what failed and how: a refused handshake
  * (connect_error), a closed or broken socket, or one that hung past the
  * timeout.
  */
@@ -55,8 +55,8 @@ export async function openFleet(target, tokens, o = {}) {
         registerAck.add(performance.now() - r0);
         if (!ack?.ok) throw Object.assign(new Error(JSON.stringify(ack)), { step: "register" });
       }
-      if (room) {
-        const ack = await c.emitAck("room:join", { room }, timeoutMs);
+      for (const r of typeof room === "function" ? room(i) : room ? [room] : []) {
+        const ack = await c.emitAck("room:join", { room: r }, timeoutMs);
         if (!ack?.ok) throw Object.assign(new Error(JSON.stringify(ack)), { step: "join" });
       }
       ready.add(performance.now() - t0);

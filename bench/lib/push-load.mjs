@@ -7,13 +7,16 @@ const SETUP = fileURLToPath(new URL("./push-request.cjs", import.meta.url));
  * autocannon (one worker thread) on the target's push API: each request
  * pushes to a random user among `users`, or, with `batch` > 0, carries that
  * many such pushes (`path` /api/push/batch); see push-request.cjs. `rate`
- * fixes the overall requests per second; `pipelining` is autocannon's own
+ * fixes the overall requests per second; `roomPrefix` and `rooms` push to
+ * random rooms `<roomPrefix><k>`, k < rooms, instead; `pipelining` is autocannon's own
  * default unless given. Resolves with autocannon's result.
  */
 export function pushLoad(target, o) {
   const { users, duration, connections, path = "/api/push", batch = 0, pipelining, rate } = o;
   process.env.BENCH_PUSH_USERS = String(users);
   process.env.BENCH_PUSH_BATCH_SIZE = String(batch);
+  process.env.BENCH_PUSH_ROOM_PREFIX = o.roomPrefix ?? "";
+  process.env.BENCH_PUSH_ROOMS = String(o.rooms ?? 1);
   const load = new Promise((resolve, reject) => {
     autocannon(
       {

@@ -1,7 +1,8 @@
 import type { Socket } from "socket.io-client";
-import type { DisconnectReason } from "../shared/events.js";
+import type { DisconnectReason, HistoryPosition } from "../shared/events.js";
 import type { OverflowPolicy } from "./bounded-queue.js";
 import type { ClientErrorCode } from "./client-error.js";
+import type { RoomReset } from "./room-positions.js";
 
 // The client's public types: its options, states and the object createClient returns.
 
@@ -100,7 +101,15 @@ export interface Client {
   onAny(handler: (event: string, payload: unknown) => void): () => void;
   /** Sends an event to the backend; resolves with the backend's answer (`ack.data`). */
   request<T = unknown>(event: string, payload?: unknown, opts?: RequestOptions): Promise<T>;
-  /** Joins a room (allowed by the token's `rooms` claim); re-joined after every reconnect. */
+  /**
+   * Joins a room (allowed by the token's `rooms` claim); re-joined after
+   * every reconnect. A history room is re-joined from the last position
+   * seen, and the pushes missed meanwhile arrive first.
+   */
   joinRoom(room: string): Promise<string[]>;
   leaveRoom(room: string): Promise<string[]>;
+  /** A history room's re-join could not recover what was missed: refetch its state. */
+  onRoomReset(listener: (reset: RoomReset) => void): () => void;
+  /** The last position seen in a history room (pushes and join acks). */
+  roomPosition(room: string): HistoryPosition | undefined;
 }

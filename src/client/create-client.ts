@@ -18,6 +18,7 @@ import type {
 } from "./client-types.js";
 import { anyPushListener, pushListener } from "./push-listeners.js";
 import { createRequestQueue } from "./request-queue.js";
+import { createRoomPositions } from "./room-positions.js";
 import { createTokenRefresh } from "./token-refresh.js";
 
 /**
@@ -67,6 +68,9 @@ export function createClient(options: ClientOptions): Client {
     ...(options.transports ? { transports: options.transports } : {}),
   };
   const socket: Socket = options.url === undefined ? io(ioOptions) : io(options.url, ioOptions);
+  // History rooms: the last position per room, for `since` on every re-join.
+  const positions = createRoomPositions();
+  socket.onAny(positions.onPush);
 
   const requests = createRequestQueue({
     socket,
@@ -181,9 +185,11 @@ export function createClient(options: ClientOptions): Client {
         tokens.schedule();
         for (const room of wantedRooms) {
           // Socket.IO keeps per-socket order, so these land before the queued requests.
-          socket.emit("room:join", { room }, (res: unknown) => {
-            if (isAck(res) && res.ok) rooms = (res as unknown as RoomOk).rooms;
-            else if (errorOf(res).code === "FORBIDDEN") wantedRooms.delete(room);
+          socket.emit("room:join", positions.joinRequest(room), (res: unknown) => {
+            if (isAck(res) && res.ok) {
+              rooms = (res as unknown as RoomOk).rooms;
+              positions.joined(room, res as unknown as RoomOk);
+            } else if (errorOf(res).code === "FORBIDDEN") wantedRooms.delete(room);
           });
         }
         setState("registered", reason);
@@ -286,6 +292,8 @@ export function createClient(options: ClientOptions): Client {
       socket.on(event, listener);
       return () => void socket.off(event, listener);
     },
+    onRoomReset: positions.onReset,
+    roomPosition: positions.position,
     onAny(handler) {
       const listener = anyPushListener(handler);
       socket.onAny(listener);
@@ -295,12 +303,14 @@ export function createClient(options: ClientOptions): Client {
       return requests.send(event, payload, opts, (ack) => ack["data"]) as Promise<T>;
     },
     async joinRoom(room) {
-      await requests.send("room:join", { room }, {}, (ack) => ack);
+      const ack = await requests.send("room:join", positions.joinRequest(room), {}, (a) => a);
+      positions.joined(room, ack as Partial<RoomOk>);
       wantedRooms.add(room);
       return rooms;
     },
     async leaveRoom(room) {
       wantedRooms.delete(room);
+      positions.left(room);
       await requests.send("room:leave", { room }, {}, (ack) => ack);
       return rooms;
     },

@@ -4,7 +4,11 @@
  * Browser-safe: nothing here may import Node code (it is bundled by esbuild).
  */
 export type { ErrorCode } from "../shared/errors.js";
-export type { ServerDisconnectNotice } from "../shared/events.js";
+export type {
+  HistoryPosition,
+  RoomPosition,
+  ServerDisconnectNotice,
+} from "../shared/events.js";
 export { type BackoffOptions, backoffDelay, retryDelay } from "./backoff.js";
 export { BoundedQueue, type OverflowPolicy } from "./bounded-queue.js";
 export {
@@ -25,4 +29,5 @@ export type {
   TokenRequest,
 } from "./client-types.js";
 export { createClient } from "./create-client.js";
+export type { RoomReset } from "./room-positions.js";
 export { decodeTimeClaims, refreshDelayMs, type TimeClaims } from "./token.js";

@@ -9,6 +9,7 @@ import { createIpcHub } from "./ipc-hub.js";
 import { createMetricsAggregator } from "./metrics-aggregator.js";
 import { createQueryHub } from "./queries.js";
 import { keepRevocations } from "./revocation-keeper.js";
+import { attachRoomHistory } from "./room-history.js";
 import type { Supervisor } from "./supervisor.js";
 import { attachUserDirectory } from "./user-directory.js";
 
@@ -47,6 +48,11 @@ export function createPrimaryCore(deps: {
   keepRevocations({ ipc, sup, log });
   // The host's offline queue and idempotency keys: here, so a worker crash loses nothing.
   const deliveryStores = attachDeliveryStores({ ipc, sup, cfg, log });
+  // History rooms' counters and pushes (with Redis: while it is unreachable).
+  attachRoomHistory({
+    ipc,
+    limits: { size: cfg.HISTORY_SIZE, ttlMs: cfg.HISTORY_TTL_S * 1_000 },
+  });
 
   const readiness = () => {
     const ready = sup.readySlots().length;

@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { parseIpRule } from "./cidr.js";
+import { ROOM_PATTERN } from "./names.js";
 
 /**
  * Every environment variable socket-server reads, in one zod schema;
@@ -341,6 +342,20 @@ export const CONFIG_SCHEMA = z.object({
     .default(1_000_000)
     .describe("idempotency keys remembered per host (oldest forgotten)"),
   ACK_TIMEOUT_MAX_MS: positiveInt.default(30_000).describe("largest `ackTimeoutMs`"),
+
+  HISTORY_ROOMS: csv
+    .pipe(z.array(z.string().regex(ROOM_PATTERN, "room names or `prefix:*` patterns")))
+    .default([])
+    .describe(
+      "rooms whose pushes carry a position and are kept for recovery (`room:join` with `since`): exact names or `prefix:*`; other rooms cost nothing",
+    ),
+  HISTORY_SIZE: positiveInt
+    .max(100_000)
+    .default(100)
+    .describe("pushes kept per history room (the oldest go first)"),
+  HISTORY_TTL_S: positiveInt
+    .default(300)
+    .describe("how long a history room's pushes are kept for recovery"),
 
   RATE_EVENTS_PER_SECOND: positiveInt.default(50).describe("client events per socket per second"),
   RATE_EVENTS_BURST: positiveInt.default(100).describe("client events per socket in a burst"),

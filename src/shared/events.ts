@@ -18,9 +18,30 @@ export interface RegisterOk {
 export interface RoomRequest {
   room: string;
 }
+/**
+ * Where a push sits in a history room's sequence (HISTORY_ROOMS): `offset`
+ * counts the room's pushes, system-wide; a new `epoch` means the history
+ * before it is gone.
+ */
+export interface HistoryPosition {
+  epoch: string;
+  offset: number;
+}
+/** The second argument of a push to a history room: its room and position there. */
+export interface RoomPosition extends HistoryPosition {
+  room: string;
+}
+export interface RoomJoinRequest extends RoomRequest {
+  /** A history room: deliver every push after this position first (recovery). */
+  since?: HistoryPosition;
+}
 export interface RoomOk {
   room: string;
   rooms: string[];
+  /** A join with `since`: whether every push after it was delivered (false: refetch). */
+  recovered?: boolean;
+  /** A join to a history room: the room's position now (the last push delivered, with `since`). */
+  position?: HistoryPosition;
 }
 export interface RefreshRequest {
   token: string;
@@ -37,7 +58,7 @@ export type BuiltInEvent = (typeof BUILT_IN_EVENTS)[number];
 export interface ClientToServerEvents {
   register: (req: RegisterRequest, ack?: (res: Ack<RegisterOk>) => void) => void;
   "auth:refresh": (req: RefreshRequest, ack?: (res: Ack<RefreshOk>) => void) => void;
-  "room:join": (req: RoomRequest, ack?: (res: Ack<RoomOk>) => void) => void;
+  "room:join": (req: RoomJoinRequest, ack?: (res: Ack<RoomOk>) => void) => void;
   "room:leave": (req: RoomRequest, ack?: (res: Ack<RoomOk>) => void) => void;
 }
 
@@ -46,7 +67,18 @@ export interface ServerToClientEvents {
   [event: string]: (...args: unknown[]) => void;
 }
 
-export type InterServerEvents = Record<string, never>;
+/** A push to a history room on its way to every worker (src/worker/history/history-rooms.ts). */
+export interface HistoryFrame extends RoomPosition {
+  event: string;
+  payload: unknown;
+  /** userIds whose sockets must not receive it. */
+  except?: string[];
+  volatile?: boolean;
+}
+
+export interface InterServerEvents {
+  "ss:history": (frame: HistoryFrame) => void;
+}
 
 /** Per-socket state kept after the handshake (socket.request is dropped). */
 export interface SocketData {

@@ -7,7 +7,8 @@
  * their reply tag with the same id (src/shared/ipc-rpc.ts); the other
  * messages go one way. A tag is used in one direction only.
  */
-import type { DisconnectReason } from "./events.js";
+import type { DisconnectReason, HistoryPosition } from "./events.js";
+import type { HistoryAppend, HistoryRead } from "./history.js";
 import type { CallSpec, ReplyMessage, RequestMessage } from "./ipc-rpc.js";
 import type { ScrapeAnswer } from "./observability.js";
 import type { RevocationEntry } from "./revocation-list.js";
@@ -94,6 +95,14 @@ export interface WorkerCalls {
     "ss:stored-users-all-result",
     { users: string[] }
   >;
+  /** A push to history rooms: the host's sequencer gives each room its next position. */
+  "ss:history-append": Call<HistoryAppend, "ss:history-appended", { positions: HistoryPosition[] }>;
+  /** A recovery: the room's pushes after `since` (src/primary/room-history.ts). */
+  "ss:history-read": Call<
+    { room: string; since?: HistoryPosition },
+    "ss:history-readout",
+    HistoryRead
+  >;
   /** A /metrics scrape that reached a worker: the primary's merged text. */
   "ss:scrape": Call<Record<never, never>, "ss:scrape-result", ScrapeAnswer>;
   /**
@@ -135,6 +144,8 @@ export const WORKER_CALLS: { readonly [K in keyof WorkerCalls]: WorkerCalls[K]["
   "ss:query": "ss:query-result",
   "ss:store": "ss:store-result",
   "ss:stored-users-all": "ss:stored-users-all-result",
+  "ss:history-append": "ss:history-appended",
+  "ss:history-read": "ss:history-readout",
   "ss:scrape": "ss:scrape-result",
   "ss:unlisten": "ss:unlistened",
 };

@@ -145,6 +145,22 @@ export const metrics = {
     BOTH,
   ),
 
+  // history rooms (HISTORY_ROOMS): positions and recovery
+  historyPushes: counter(
+    "socket_server_history_pushes_total",
+    "Pushes appended to a history room (one per room), by store (redis, host: the primary's)",
+    ["store"],
+  ),
+  historyRecoveries: counter(
+    "socket_server_history_recoveries_total",
+    "Joins with `since`, by outcome (recovered; reset: the history no longer reaches back, another epoch, or the store is down)",
+    ["outcome"],
+  ),
+  historyReplayed: counter(
+    "socket_server_history_replayed_total",
+    "Pushes delivered from a room's history to a recovering socket",
+  ),
+
   // forwarding to the backend
   forwards: counter(
     "socket_server_forward_requests_total",

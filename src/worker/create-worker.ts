@@ -21,6 +21,7 @@ import { createFrontDoor } from "./front-door.js";
 import { attachGateway, type GatewayServer } from "./gateway/gateway.js";
 import type { WorkerChannel } from "./ipc-channel.js";
 import { createLocalQueries } from "./local-queries.js";
+import { createHistoryRooms } from "./history/history-rooms.js";
 import { setPublicSecurityHeaders } from "./protection/http-guard.js";
 import { createProtection } from "./protection/protection.js";
 import { createPushService } from "./push/push-service.js";
@@ -164,8 +165,18 @@ export function createWorker(deps: WorkerDeps): Worker {
   const forwarding = createForwarder({ cfg, log });
   // Cluster-wide queries: this host's workers, or every host's with REDIS_URL.
   const clusterQueries = multiHost?.cluster ?? cluster;
+  // HISTORY_ROOMS: positions, ordered delivery and recovery (src/worker/history).
+  const history = createHistoryRooms({
+    io,
+    cfg,
+    log,
+    primary,
+    // socket.io's in-memory adapter (one worker in a test's process) has no peers to tell.
+    peers: multiHost !== undefined || deps.adapter === undefined,
+  });
   // Acks, offline store with replay, idempotency keys, batch push (src/worker/push).
   const delivery = createDelivery({
+    history,
     io,
     cfg,
     log,
@@ -187,6 +198,7 @@ export function createWorker(deps: WorkerDeps): Worker {
       ...(direct ? [direct.hooks] : []),
       createLifecycleHooks({ enabled: cfg.FORWARD_LIFECYCLE, forwarder: forwarding, log }),
       delivery.hooks,
+      history.hooks,
     ],
     admission: protection.admission,
   });
@@ -228,7 +240,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     onRevoke: protection.onRevoke,
   });
 
-  const push = createPushService({ io, log, delivery: delivery.pipeline, direct });
+  const push = createPushService({ io, log, delivery: delivery.pipeline, direct, history });
   const app = createApiApp({
     cfg,
     log,
@@ -309,6 +321,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     // The whole host stopping (not a worker restart): other hosts stop asking it.
     await multiHost?.close(primaryState.draining).catch(() => {});
     await delivery.close().catch(() => {});
+    await history.close().catch(() => {});
     clearTimeout(force);
     log.flush(() => settle(0));
   };
@@ -353,7 +366,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     // A short wait for Redis, so that a healthy start is ready at once; past
     // it the host starts degraded and /ready says why (docs/scaling.md).
     await multiHost?.start(3_000);
-    await delivery.start(3_000);
+    await Promise.all([delivery.start(3_000), history.start(3_000)]);
     await protection.start();
     primary.send({ t: "ss:ready", slot });
     log.info({ authMode: auth.mode }, "worker ready");

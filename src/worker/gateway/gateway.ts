@@ -8,13 +8,16 @@ import {
   type ClientToServerEvents,
   DISCONNECT_REASONS,
   type DisconnectReason,
+  type HistoryPosition,
   type InterServerEvents,
   personalRoomOwner,
+  type RoomOk,
   SERVER_DISCONNECT_EVENT,
   type ServerToClientEvents,
   type SocketData,
   userRoom,
 } from "../../shared/events.js";
+import { isHistoryPosition } from "../../shared/history.js";
 import { metrics } from "../../shared/metrics.js";
 import { isValidEventName, isValidRoom, roomAllowed, USER_ID_PATTERN } from "../../shared/names.js";
 import type { AuthService } from "../auth/auth-service.js";
@@ -48,6 +51,16 @@ export interface GatewayHooks {
     payload: readonly unknown[],
   ) => AckError | undefined;
   onDisconnect?: (socket: GatewaySocket, reason: string) => void;
+  /**
+   * A permitted `room:join` of a room this hook owns (history rooms): it
+   * joins the socket itself and resolves with the ack's extra fields;
+   * undefined for the rooms it does not own.
+   */
+  joinRoom?: (
+    socket: GatewaySocket,
+    room: string,
+    since: HistoryPosition | undefined,
+  ) => Promise<Partial<RoomOk>> | undefined;
 }
 
 export interface GatewayDeps {
@@ -194,6 +207,23 @@ export function attachGateway(deps: GatewayDeps): void {
         if (!socket.rooms.has(room) && socket.rooms.size - 1 >= cfg.MAX_ROOMS_PER_SOCKET) {
           return reply(ackError("FORBIDDEN", "too many rooms for one socket"));
         }
+        const since = (req as { since?: unknown }).since;
+        if (since !== undefined && !isHistoryPosition(since)) {
+          return reply(
+            ackError("INVALID_PAYLOAD", "since must be { epoch: string, offset: integer >= 0 }"),
+          );
+        }
+        const owned = hooks.joinRoom?.(socket, room, since);
+        if (owned) {
+          owned.then(
+            (extra) => reply({ ok: true, room, rooms: roomsOf(socket), ...extra }),
+            (err: unknown) => {
+              log.error({ err, socketId: socket.id }, "room join hook failed");
+              reply(ackError("INTERNAL"));
+            },
+          );
+          return;
+        }
         socket.join(room);
       } else {
         socket.leave(room);
@@ -255,6 +285,13 @@ function combineHooks(list: GatewayHooks[]): GatewayHooks {
     },
     onDisconnect: (socket, reason) => {
       for (const h of list) h.onDisconnect?.(socket, reason);
+    },
+    joinRoom: (socket, room, since) => {
+      for (const h of list) {
+        const joined = h.joinRoom?.(socket, room, since);
+        if (joined) return joined;
+      }
+      return undefined;
     },
   };
 }

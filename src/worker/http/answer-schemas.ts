@@ -52,6 +52,11 @@ function buildAnswerSchemas(s: Schemas) {
     }),
   });
 
+  const position = z.object({
+    epoch: z.string().describe("changes when the room's history was lost"),
+    offset: count.describe("+1 per push in the room, system-wide"),
+  });
+
   const pushAnswer = z.object({
     id: z.uuid().describe("the push's id (the first push's id for a repeated idempotencyKey)"),
     target: z.enum(["user", "users", "room", "rooms", "broadcast"]),
@@ -66,6 +71,15 @@ function buildAnswerSchemas(s: Schemas) {
     notStored: count
       .optional()
       .describe('with offline "store": offline users whose store was full or unavailable'),
+    position: position
+      .optional()
+      .describe(
+        "`room` of HISTORY_ROOMS: the push's position there (also its event's second argument)",
+      ),
+    positions: z
+      .record(s.room, position)
+      .optional()
+      .describe("`rooms`: the position of the push in each of them that is a history room"),
   });
 
   const roomsPage = z.object({

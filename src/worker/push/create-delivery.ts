@@ -8,6 +8,7 @@ import type { GatewayHooks, GatewayServer } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CustomQueryHandler } from "../local-queries.js";
 import type { PushService } from "./push-service.js";
+import type { HistoryRooms } from "../history/history-rooms.js";
 import { sweepStaleAcks } from "./acks.js";
 import { batchOpenApi, mountBatchRoute } from "../http/batch-route.js";
 import type { DeliveryStore } from "./delivery-store.js";
@@ -50,6 +51,8 @@ export function createDelivery(deps: {
   primary: Pick<WorkerChannel, "call" | "on">;
   /** `<host id>:<slot>`: who holds the Redis leases of messages being replayed. */
   owner: string;
+  /** History rooms, for pushes to them with an idempotencyKey. */
+  history?: HistoryRooms;
 }): Delivery {
   const { io, cfg, cluster } = deps;
   const log = deps.log.child({ module: "delivery" });
@@ -106,7 +109,7 @@ export function createDelivery(deps: {
 
   return {
     store,
-    pipeline: createDeliveryPipeline({ io, cfg, log, store, presence }),
+    pipeline: createDeliveryPipeline({ io, cfg, log, store, presence, history: deps.history }),
     hooks: createReplayHooks({
       store,
       log,

@@ -11,6 +11,8 @@ import { emitWithAcks } from "./acks.js";
 import { requestFingerprint } from "./fingerprint.js";
 import type { DeliveryStore } from "./delivery-store.js";
 import type { Presence } from "./presence.js";
+import type { HistoryRooms } from "../history/history-rooms.js";
+import { emitToRooms } from "./room-emit.js";
 
 /**
  * Pushes with delivery options: `idempotencyKey`, `offline: "store"`,
@@ -67,6 +69,7 @@ export function createDeliveryPipeline(deps: {
   log: Logger;
   store: DeliveryStore;
   presence: Presence;
+  history?: HistoryRooms;
 }): DeliveryPipeline {
   const { io, cfg, store, presence } = deps;
   const log = deps.log.child({ module: "delivery" });
@@ -155,15 +158,19 @@ export function createDeliveryPipeline(deps: {
       return { ...result, delivered: a.delivered, acked: a.acked };
     }
 
-    if (reachesSomeone) {
-      let op = everyone ? io.except([]) : io.to(rooms);
-      if (exceptRooms.length) op = op.except(exceptRooms);
-      if (opts.volatile) op = op.volatile;
-      op.emit(req.event, req.payload);
-    }
+    const positions = reachesSomeone
+      ? await emitToRooms(io, deps.history, {
+          kind: ctx.kind,
+          rooms,
+          event: req.event,
+          payload: req.payload,
+          except,
+          volatile: opts.volatile,
+        })
+      : {};
     dispatched();
     await lateComers;
-    return result;
+    return { ...result, ...positions };
   }
 
   return {

@@ -6,6 +6,9 @@ import type { PushRequest } from "../http/schemas.js";
 import type { DeliveryPipeline } from "./pipeline.js";
 import type { DirectPush } from "./direct-push.js";
 import type { GatewayServer } from "../gateway/gateway.js";
+import type { HistoryRooms } from "../history/history-rooms.js";
+import { GatewayError } from "../../shared/errors.js";
+import { emitToRooms } from "./room-emit.js";
 
 /**
  * Delivers a validated push through the adapter, which reaches every worker
@@ -48,6 +51,8 @@ export function createPushService(deps: {
   delivery?: DeliveryPipeline;
   /** One host: pushes to users go only to the workers holding them. */
   direct?: DirectPush;
+  /** HISTORY_ROOMS: positions, history and ordered delivery for those rooms. */
+  history?: HistoryRooms;
 }): PushService {
   const { io } = deps;
   return {
@@ -72,19 +77,33 @@ export function createPushService(deps: {
       }
       // Pushes queued for other workers go first, so this one cannot overtake them.
       deps.direct?.flush();
+      if (req.options?.ackTimeoutMs !== undefined && rooms.some((r) => deps.history?.covers(r))) {
+        throw new GatewayError(
+          "VALIDATION_FAILED",
+          "ackTimeoutMs is not available for history rooms",
+          {
+            details: [
+              { path: "options.ackTimeoutMs", message: "not with a room of HISTORY_ROOMS" },
+            ],
+          },
+        );
+      }
       if (deps.delivery?.wants(req)) {
         const result = await deps.delivery.push(req, { id, kind, rooms }, pushOpts?.onDispatched);
         metrics.pushes.inc({ target: kind, outcome: "accepted" });
         return result;
       }
-      let op = kind === "broadcast" ? io.except([]) : io.to(rooms);
-      const except = req.options?.except;
-      if (except?.length) op = op.except(except.map(userRoom));
-      if (req.options?.volatile) op = op.volatile;
-      op.emit(req.event, req.payload);
+      const positions = await emitToRooms(io, deps.history, {
+        kind,
+        rooms,
+        event: req.event,
+        payload: req.payload,
+        except: req.options?.except,
+        volatile: req.options?.volatile,
+      });
       metrics.pushEmitLatency.observe((performance.now() - started) / 1000);
       metrics.pushes.inc({ target: kind, outcome: "accepted" });
-      return { id, target: kind, event: req.event };
+      return { id, target: kind, event: req.event, ...positions };
     },
   };
 }

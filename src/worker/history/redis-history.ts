@@ -1,0 +1,164 @@
+import { randomBytes } from "node:crypto";
+import type { HistoryPosition } from "../../shared/events.js";
+import type { HistoryAppend, HistoryEntry, HistoryRead } from "../../shared/history.js";
+import type { RedisTarget } from "../../shared/redis-target.js";
+import { createRedisClient, type RedisClient } from "../redis/redis-clients.js";
+import { waitForReady } from "../redis/wait-ready.js";
+import type { HistoryStore } from "./history-store.js";
+
+/**
+ * History rooms in Redis, shared by every host: one ordered counter per room
+ * for the whole system, and its last HISTORY_SIZE pushes.
+ *
+ * Keys per room, under one hash tag so that a room's script stays in one
+ * slot on Redis Cluster (each room may live on another master):
+ * - `<prefix>:history:{<room>}:meta` HASH `epoch`, `seq`: the counter and
+ *   the epoch it counts in. Made with a new random epoch whenever it is
+ *   missing: a room's first push, after `counterKeepMs` of silence, a flush,
+ *   or a failover whose replica had not received it yet.
+ * - `<prefix>:history:{<room>}:log` LIST of `<offset> <ms>\n<event>\n<payload JSON>`,
+ *   trimmed to HISTORY_SIZE, expiring with the last push's TTL.
+ *
+ * A failover can also lose the last few increments while the hash itself
+ * survived (replication is asynchronous); then offsets are given twice in
+ * one epoch. A client whose `since` lies ahead of the counter is told to
+ * refetch, which covers the common case; docs/delivery.md says what remains.
+ */
+
+const NOW = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+// KEYS: meta, log. ARGV: candidate epoch, keepMs (meta), fresh ('1': start a new epoch).
+const META = `local function meta()
+  local epoch = redis.call('HGET', KEYS[1], 'epoch')
+  if not epoch or ARGV[3] == '1' then
+    epoch = ARGV[1]
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+  return epoch
+end`;
+
+// ARGV (after META's three): size, ttlMs, entry. Returns {epoch, offset}.
+const APPEND = `${NOW}
+${META}
+local epoch = meta()
+local offset = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], offset .. ' ' .. now .. '\\n' .. ARGV[6])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return {epoch, offset}`;
+
+// ARGV (after META's three): since epoch ('' for none), since offset, ttlMs.
+// Returns {epoch, seq, recovered (0/1), entries...}.
+const READ = `${NOW}
+${META}
+local epoch = meta()
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+local since = tonumber(ARGV[5])
+if ARGV[4] ~= epoch or since > seq then return {epoch, seq, 0} end
+local want = seq - since
+if want == 0 then return {epoch, seq, 1} end
+if redis.call('LLEN', KEYS[2]) < want then return {epoch, seq, 0} end
+local items = redis.call('LRANGE', KEYS[2], -want, -1)
+local at = tonumber(string.match(items[1], '^%d+ (%d+)'))
+if at <= now - tonumber(ARGV[6]) then return {epoch, seq, 0} end
+local out = {epoch, seq, 1}
+for _, it in ipairs(items) do out[#out + 1] = it end
+return out`;
+
+type Script = (...args: (string | number)[]) => Promise<unknown>;
+
+export interface RedisHistoryOptions {
+  target: RedisTarget;
+  prefix: string;
+  size: number;
+  ttlMs: number;
+  /** How long a silent room keeps its counter and epoch. */
+  keepMs: number;
+  commandTimeoutMs: number;
+}
+
+export type RedisHistory = HistoryStore & {
+  readonly redis: RedisClient;
+  append(
+    req: HistoryAppend,
+    fresh?: boolean,
+  ): Promise<{ positions: HistoryPosition[]; store: "redis" }>;
+  ready(ms: number): Promise<boolean>;
+};
+
+export function parseHistoryEntry(item: string): HistoryEntry {
+  const nl1 = item.indexOf("\n");
+  const nl2 = item.indexOf("\n", nl1 + 1);
+  return {
+    offset: Number(item.slice(0, item.indexOf(" "))),
+    event: item.slice(nl1 + 1, nl2),
+    payloadJson: item.slice(nl2 + 1),
+  };
+}
+
+export function createRedisHistory(opts: RedisHistoryOptions): RedisHistory {
+  const redis = createRedisClient(opts.target, {
+    // Fail at once while disconnected: the host's sequencer takes over.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: opts.commandTimeoutMs,
+    retryStrategy: (times) => Math.min(100 * times, 2_000),
+    lazyConnect: false,
+    connectionName: "socket-server:history",
+  });
+  redis.on("error", () => {});
+  redis.defineCommand("ssHistoryAppend", { lua: APPEND, numberOfKeys: 2 });
+  redis.defineCommand("ssHistoryRead", { lua: READ, numberOfKeys: 2 });
+  const s = redis as unknown as { ssHistoryAppend: Script; ssHistoryRead: Script };
+  const keys = (room: string) => {
+    const base = `${opts.prefix}:history:{${room}}`;
+    return [`${base}:meta`, `${base}:log`];
+  };
+  const epoch = () => randomBytes(6).toString("base64url");
+
+  return {
+    kind: "redis",
+    redis,
+    ready: (ms) => waitForReady(redis, ms),
+    async append(req, fresh = false) {
+      const entry = `${req.event}\n${req.payloadJson}`;
+      // One script per room: each room may live on its own cluster slot.
+      const positions = await Promise.all(
+        req.rooms.map(async (room) => {
+          const [e, offset] = (await s.ssHistoryAppend(
+            ...keys(room),
+            epoch(),
+            opts.keepMs,
+            fresh ? "1" : "0",
+            opts.size,
+            opts.ttlMs,
+            entry,
+          )) as [string, number];
+          return { epoch: e, offset };
+        }),
+      );
+      return { positions, store: "redis" };
+    },
+    async read(room, since) {
+      const [e, seq, recovered, ...items] = (await s.ssHistoryRead(
+        ...keys(room),
+        epoch(),
+        opts.keepMs,
+        "0",
+        since?.epoch ?? "",
+        since?.offset ?? 0,
+        opts.ttlMs,
+      )) as [string, number, number, ...string[]];
+      const position = { epoch: e, offset: seq };
+      if (recovered !== 1) return { recovered: false, position } satisfies HistoryRead;
+      return { recovered: true, position, entries: items.map(parseHistoryEntry) };
+    },
+    async close() {
+      redis.disconnect();
+    },
+  };
+}
