@@ -103,4 +103,15 @@ export interface Client {
   /** Joins a room (allowed by the token's `rooms` claim); re-joined after every reconnect. */
   joinRoom(room: string): Promise<string[]>;
   leaveRoom(room: string): Promise<string[]>;
+  /**
+   * Who is present in a presence room this socket is in (`presence:list`).
+   * The changes arrive as `on("presence:join" | "presence:leave", ({ room, userId }) => …)`.
+   */
+  presence(room: string): Promise<string[]>;
+  /**
+   * A `room:signal` to the room's other sockets (typing indicators and the
+   * like): not queued while offline, not retried; they arrive as
+   * `on("room:signal", ({ room, name, data, from }) => …)`.
+   */
+  signal(room: string, name: string, data?: unknown): Promise<void>;
 }
