@@ -141,6 +141,37 @@ describe("presence across two workers", () => {
     expect(leaves).toEqual([{ room, userId: "b-dan" }]);
   });
 
+  it("a crashed worker's users leave after the delay; the other worker's stay", async () => {
+    const room = "live:crash";
+    const watcher = await tabOn(0, "c-watch");
+    await join(watcher, room);
+    const joins = notices(watcher, "presence:join", "c-watch");
+    const leaves = notices(watcher, "presence:leave", "c-watch");
+    await join(await tabOn(1, "c-gone"), room);
+    await join(await tabOn(0, "c-both"), room);
+    await join(await tabOn(1, "c-both"), room);
+    await until("two joins", () => joins.length === 2);
+    const status = (await (await server.api("GET", "/api/status")).json()) as {
+      workers: { worker: number; pid: number }[];
+    };
+    const pid = status.workers.find((w) => w.worker === 1)!.pid;
+    const killedAt = Date.now();
+    process.kill(pid, "SIGKILL");
+    await until("c-gone's leave", () => leaves.length === 1);
+    expect(Date.now() - killedAt).toBeGreaterThanOrEqual(DELAY_MS - 50);
+    expect(leaves).toEqual([{ room, userId: "c-gone" }]);
+    expect(await emitAck(watcher, "presence:list", { room })).toMatchObject({
+      users: ["c-both", "c-watch"],
+    });
+    // The primary restarts it; later tests place sockets on it again.
+    await server.waitForOutput(/worker exited unexpectedly; restarting/);
+    await waitFor(
+      "both workers ready again",
+      async () => ((await fetch(`${server.apiUrl}/ready`)).status === 200 ? true : undefined),
+      15_000,
+    );
+  });
+
   it("presence:list is for members of presence rooms only", async () => {
     const s = await tabOn(0, "l-eve");
     await join(s, "plain");
