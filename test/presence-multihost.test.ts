@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { waitForHosts } from "./multihost-suite.js";
 import { closeAllClients, connectRegistered, emitAck, type TestSocket } from "./support/client.js";
 import { record } from "./support/delivery-helpers.js";
-import { signToken } from "./support/fixtures.js";
+import { signToken, TEST_DASHBOARD_TOKEN } from "./support/fixtures.js";
 import { waitExit } from "./support/processes.js";
 import { type RedisServer, startRedis } from "./support/redis.js";
 import { type RunningServer, startServer } from "./support/server.js";
@@ -78,6 +78,11 @@ describe("presence across hosts (Redis)", () => {
     await until("bob's join", () => joins.length === 2);
     expect(joins.map((j) => j.userId)).toEqual(["mh-ann", "mh-bob"]);
     expect(await listOf(onB, room)).toEqual(["mh-ann", "mh-bob", "mh-watch"]);
+    // The dashboard's rooms page reads the counts from Redis (through a worker).
+    const page = await fetch(`${a.apiUrl}/dashboard/api/rooms?prefix=${room}`, {
+      headers: { authorization: `Bearer ${TEST_DASHBOARD_TOKEN}` },
+    });
+    expect(await page.json()).toMatchObject({ rooms: [{ room, present: 3 }] });
 
     onA.close();
     await sleep(DELAY_MS + 500);
