@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { waitForHosts } from "./multihost-suite.js";
 import { closeAllClients, connectRegistered, emitAck, type TestSocket } from "./support/client.js";
-import { record } from "./support/delivery-helpers.js";
+import { presenceNotices, record } from "./support/delivery-helpers.js";
 import { signToken, TEST_DASHBOARD_TOKEN } from "./support/fixtures.js";
 import { waitExit } from "./support/processes.js";
 import { type RedisServer, startRedis } from "./support/redis.js";
@@ -50,15 +50,6 @@ const tab = async (s: RunningServer, userId: string, room: string): Promise<Test
   return socket;
 };
 
-type Notice = { room: string; userId: string };
-/** The notices a watcher gets about others (its own join may still be on its way). */
-function notices(watcher: TestSocket, event: string, self: string): Notice[] {
-  const got: Notice[] = [];
-  watcher.on(event, (n: Notice) => {
-    if (n.userId !== self) got.push(n);
-  });
-  return got;
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const until = (what: string, check: () => boolean, ms = 10_000) =>
   waitFor(what, async () => (check() ? true : undefined), ms);
@@ -69,8 +60,8 @@ describe("presence across hosts (Redis)", () => {
   it("two tabs on two hosts are one presence; the leave comes after the last one and the delay", async () => {
     const room = "live:mh-tabs";
     const watcher = await tab(a, "mh-watch", room);
-    const joins = notices(watcher, "presence:join", "mh-watch");
-    const leaves = notices(watcher, "presence:leave", "mh-watch");
+    const joins = presenceNotices(watcher, "presence:join", "mh-watch");
+    const leaves = presenceNotices(watcher, "presence:leave", "mh-watch");
     const onA = await tab(a, "mh-ann", room);
     await until("ann's join", () => joins.length === 1);
     const onB = await tab(b, "mh-ann", room);
@@ -98,8 +89,8 @@ describe("presence across hosts (Redis)", () => {
   it("a reload onto the other host within the delay is no leave", async () => {
     const room = "live:mh-reload";
     const watcher = await tab(b, "mh-watch2", room);
-    const joins = notices(watcher, "presence:join", "mh-watch2");
-    const leaves = notices(watcher, "presence:leave", "mh-watch2");
+    const joins = presenceNotices(watcher, "presence:join", "mh-watch2");
+    const leaves = presenceNotices(watcher, "presence:leave", "mh-watch2");
     const first = await tab(a, "mh-cat", room);
     await until("cat's join", () => joins.length === 1);
     first.close();
@@ -139,8 +130,8 @@ describe("presence across hosts (Redis)", () => {
   it("a host killed with kill -9: its users leave after its lease and the delay", async () => {
     const room = "live:mh-kill";
     const watcher = await tab(a, "mh-watch3", room);
-    const leaves = notices(watcher, "presence:leave", "mh-watch3");
-    const joins = notices(watcher, "presence:join", "mh-watch3");
+    const leaves = presenceNotices(watcher, "presence:leave", "mh-watch3");
+    const joins = presenceNotices(watcher, "presence:join", "mh-watch3");
     await tab(b, "mh-gus", room);
     await until("gus's join", () => joins.length === 1);
     expect(await listOf(watcher, room)).toEqual(["mh-gus", "mh-watch3"]);

@@ -1,7 +1,12 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { startBackend, type TestBackend } from "./support/backend.js";
 import { connect, emitAck, type TestSocket } from "./support/client.js";
-import { record, slotOf } from "./support/delivery-helpers.js";
+import {
+  type PresenceNotice,
+  presenceNotices,
+  record,
+  slotOf,
+} from "./support/delivery-helpers.js";
 import { signToken } from "./support/fixtures.js";
 import { useServer } from "./support/server.js";
 import { waitFor } from "./support/wait.js";
@@ -55,25 +60,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const until = (what: string, check: () => boolean, ms = 5_000) =>
   waitFor(what, async () => (check() ? true : undefined), ms);
 
-type Notice = { room: string; userId: string };
-const names = (list: Notice[]) => list.map((n) => n.userId);
-
-/** The presence notices a watcher gets about others (its own join may still be on its way). */
-function notices(watcher: TestSocket, event: string, self: string): Notice[] {
-  const got: Notice[] = [];
-  watcher.on(event, (n: Notice) => {
-    if (n.userId !== self) got.push(n);
-  });
-  return got;
-}
+const names = (list: PresenceNotice[]) => list.map((n) => n.userId);
 
 describe("presence across two workers", () => {
   it("two tabs are one presence: one join, no leave for the first tab, a leave after the delay for the last", async () => {
     const room = "live:tabs";
     const watcher = await tabOn(0, "p-watch");
     await join(watcher, room);
-    const joins = notices(watcher, "presence:join", "p-watch");
-    const leaves = notices(watcher, "presence:leave", "p-watch");
+    const joins = presenceNotices(watcher, "presence:join", "p-watch");
+    const leaves = presenceNotices(watcher, "presence:leave", "p-watch");
 
     const tab1 = await tabOn(0, "p-ann");
     await join(tab1, room);
@@ -110,8 +105,8 @@ describe("presence across two workers", () => {
     const room = "live:reload";
     const watcher = await tabOn(1, "r-watch");
     await join(watcher, room);
-    const joins = notices(watcher, "presence:join", "r-watch");
-    const leaves = notices(watcher, "presence:leave", "r-watch");
+    const joins = presenceNotices(watcher, "presence:join", "r-watch");
+    const leaves = presenceNotices(watcher, "presence:leave", "r-watch");
     const before = await tabOn(0, "r-cat");
     await join(before, room);
     await until("cat's join", () => joins.length === 1);
@@ -130,8 +125,8 @@ describe("presence across two workers", () => {
     const room = "lobby";
     const watcher = await tabOn(0, "b-watch");
     await join(watcher, room);
-    const joins = notices(watcher, "presence:join", "b-watch");
-    const leaves = notices(watcher, "presence:leave", "b-watch");
+    const joins = presenceNotices(watcher, "presence:join", "b-watch");
+    const leaves = presenceNotices(watcher, "presence:leave", "b-watch");
     await tabOn(1, "b-dan");
     expect((await server.api("PUT", `/api/rooms/${room}/members/b-dan`)).status).toBe(200);
     await until("dan's join", () => joins.length === 1);
@@ -145,8 +140,8 @@ describe("presence across two workers", () => {
     const room = "live:crash";
     const watcher = await tabOn(0, "c-watch");
     await join(watcher, room);
-    const joins = notices(watcher, "presence:join", "c-watch");
-    const leaves = notices(watcher, "presence:leave", "c-watch");
+    const joins = presenceNotices(watcher, "presence:join", "c-watch");
+    const leaves = presenceNotices(watcher, "presence:leave", "c-watch");
     await join(await tabOn(1, "c-gone"), room);
     await join(await tabOn(0, "c-both"), room);
     await join(await tabOn(1, "c-both"), room);

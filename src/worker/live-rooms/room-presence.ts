@@ -114,31 +114,23 @@ export function createRoomPresence(deps: {
 
   if (enabled) {
     const adapter = nsp.adapter;
-    adapter.on("join-room", (room: string, id: string) => {
+    /** One socket of a registered user into (+1) or out of (-1) a presence room. */
+    const count = (room: string, id: string, by: 1 | -1) => {
       if (!isPresenceRoom(room)) return;
+      // A disconnect leaves every room before the socket leaves the namespace: its data is still there.
       const userId = nsp.sockets.get(id)?.data.userId;
       if (!userId) return;
       const k = key(room, userId);
-      const h = held.get(k);
-      if (h) h.sockets += 1;
-      else {
-        held.set(k, { room, userId, sockets: 1 });
-        change(room, userId, true);
+      const sockets = (held.get(k)?.sockets ?? 0) + by;
+      if (sockets > 0) {
+        held.set(k, { room, userId, sockets });
+        if (by === 1 && sockets === 1) change(room, userId, true);
+      } else if (held.delete(k)) {
+        change(room, userId, false);
       }
-    });
-    // A disconnect leaves every room before the socket leaves the namespace: its data is still there.
-    adapter.on("leave-room", (room: string, id: string) => {
-      if (!isPresenceRoom(room)) return;
-      const userId = nsp.sockets.get(id)?.data.userId;
-      if (!userId) return;
-      const k = key(room, userId);
-      const h = held.get(k);
-      if (!h) return;
-      h.sockets -= 1;
-      if (h.sockets > 0) return;
-      held.delete(k);
-      change(room, userId, false);
-    });
+    };
+    adapter.on("join-room", (room: string, id: string) => count(room, id, 1));
+    adapter.on("leave-room", (room: string, id: string) => count(room, id, -1));
   }
 
   io.on("connection", (socket) => {
