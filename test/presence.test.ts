@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import { createClient } from "../src/client/index.js";
 import { startBackend, type TestBackend } from "./support/backend.js";
 import { connect, emitAck, type TestSocket } from "./support/client.js";
 import {
@@ -240,5 +241,43 @@ describe("signals", () => {
     expect(text).toMatch(/socket_server_signal_messages_total\{outcome="forbidden"\} [1-9]/);
     expect(text).toMatch(/socket_server_presence_notices_total\{kind="join"\} [1-9]/);
     expect(text).toMatch(/socket_server_presence_notices_total\{kind="leave"\} [1-9]/);
+  });
+});
+
+describe("the client library", () => {
+  it("lists presence, sends signals and hands the notices to on()", async () => {
+    const room = "live:client";
+    const token = await tokenFor("k-lib");
+    const client = createClient({
+      url: server.publicUrl,
+      userId: "k-lib",
+      transports: ["websocket"],
+      getToken: () => token,
+    });
+    try {
+      const joins = record<PresenceNotice>(client.socket, "presence:join");
+      const signals: unknown[] = [];
+      client.on("room:signal", (s) => void signals.push(s));
+      const seenByAny: string[] = [];
+      client.onAny((event) => void seenByAny.push(event));
+      await client.joinRoom(room);
+      expect(await client.presence(room)).toEqual(["k-lib"]);
+
+      const peer = await tabOn(1, "k-peer");
+      await join(peer, room);
+      await until("k-peer's join", () => joins.some((j) => j.userId === "k-peer"));
+      expect(await client.presence(room)).toEqual(["k-lib", "k-peer"]);
+      await client.signal(room, "typing", { on: true });
+      expect(await emitAck(peer, "room:signal", { room, name: "typing" })).toEqual({ ok: true });
+      await until("the peer's signal", () => signals.length === 1);
+      expect(signals).toEqual([{ room, name: "typing", from: "k-peer" }]);
+      // Not pushes: onAny leaves the server's own events out.
+      expect(seenByAny).toEqual([]);
+      await expect(client.signal("live:elsewhere", "typing")).rejects.toMatchObject({
+        code: "FORBIDDEN",
+      });
+    } finally {
+      client.close();
+    }
   });
 });
