@@ -134,6 +134,8 @@ export function createRedisPresence(deps: {
   const heldKey = (b: number, h: string) => `${base(b)}:held:${h}`;
   const holdersKey = `${deps.prefix}:presence:holders`;
 
+  /** The changes and resyncs sent, one after the other (never rejects: a failure marks `dirty`). */
+  let inFlight = Promise.resolve();
   /** Redis may not match this worker's sockets (an outage, a lapsed lease): put it right. */
   let dirty = false;
   let leased = false;
@@ -223,7 +225,12 @@ export function createRedisPresence(deps: {
       dirty = true;
     }
     leased = true;
-    if (dirty) await resync();
+    // In line with the changes: a leave applied during the resync stays applied.
+    if (dirty) {
+      const done = inFlight.then(resync);
+      inFlight = done.catch(() => {});
+      await done;
+    }
     for (const h of gone) {
       if (h === holder) continue;
       await release(h);
@@ -255,7 +262,6 @@ export function createRedisPresence(deps: {
     if (up && leased) dirty = true;
   });
 
-  let inFlight = Promise.resolve();
   return {
     apply(changes: PresenceChange[]) {
       if (!leased || dirty) {
