@@ -17,7 +17,7 @@ let server: RunningServer;
 let browser: Browser;
 const shots = mkdtempSync(join(tmpdir(), "ss-dashboard-"));
 beforeAll(async () => {
-  server = await startServer({ workers: 2, env: { LOG_LEVEL: "info" } });
+  server = await startServer({ workers: 2, env: { LOG_LEVEL: "info", PRESENCE_ROOMS: "lobby" } });
   browser = await launchBrowser();
 });
 afterAll(async () => {
@@ -111,9 +111,20 @@ describe("dashboard in Chromium", () => {
     expect((await server.api("PUT", "/api/rooms/lobby/members/dash-b")).status).toBe(200);
     await waitMetric(page, "rooms", { eq: 1 });
     await page.click("#rooms-filter button[type=submit]");
+    // A presence room (PRESENCE_ROOMS=lobby): how many users are present.
+    await expect
+      .poll(
+        async () => {
+          await page.click("#rooms-filter button[type=submit]");
+          return page.locator('#rooms [data-presence="lobby"]').textContent({ timeout: 2_000 });
+        },
+        { timeout: 10_000 },
+      )
+      .toBe("2");
     await page.locator("#rooms button.link", { hasText: "lobby" }).click({ timeout: 10_000 });
     await page.waitForFunction(
-      () => document.querySelector("#members-summary")?.textContent?.startsWith("2 users"),
+      () =>
+        document.querySelector("#members-summary")?.textContent === "2 users, 2 sockets, 2 present",
       undefined,
       { timeout: 10_000 },
     );

@@ -17,7 +17,8 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const builtInsAreTheClientEvents: Same<BuiltInEvent, keyof ClientToServerEvents> = true;
 
 interface Tables {
-  events: Map<string, string>;
+  /** Each event's directions (`room:signal` goes both ways). */
+  events: Map<string, Set<string>>;
   reasons: Map<string, string>;
 }
 
@@ -27,27 +28,30 @@ function docTables(): Tables {
   expect(start).toBeGreaterThan(0);
   const end = doc.indexOf("\n## ", start + 1);
   const tables: Tables = { events: new Map(), reasons: new Map() };
-  let current: Map<string, string> | undefined;
+  let current: "events" | "reasons" | undefined;
   for (const line of doc.slice(start, end === -1 ? undefined : end).split("\n")) {
     if (!line.startsWith("|")) {
       current = undefined;
       continue;
     }
     const cells = line.split(" | ").map((c) => c.replace(/^\| |\|$/g, "").trim());
-    if (cells[0] === "event") current = tables.events;
-    else if (cells[0] === "code") current = tables.reasons;
-    else if (current === tables.events)
-      for (const m of cells[0]!.matchAll(/`([^`]+)`/g)) current.set(m[1]!, cells[1]!);
-    else if (current === tables.reasons) {
+    if (cells[0] === "event") current = "events";
+    else if (cells[0] === "code") current = "reasons";
+    else if (current === "events")
+      for (const m of cells[0]!.matchAll(/`([^`]+)`/g)) {
+        const directions = tables.events.get(m[1]!) ?? new Set<string>();
+        tables.events.set(m[1]!, directions.add(cells[1]!));
+      }
+    else if (current === "reasons") {
       const code = /^`([A-Z_]+)`$/.exec(cells[0]!)?.[1];
-      if (code) current.set(code, cells[1]!);
+      if (code) tables.reasons.set(code, cells[1]!);
     }
   }
   return tables;
 }
 
-const named = (events: Map<string, string>, direction: string) =>
-  [...events].filter(([, d]) => d === direction).map(([name]) => name);
+const named = (events: Map<string, Set<string>>, direction: string) =>
+  [...events].filter(([, d]) => d.has(direction)).map(([name]) => name);
 
 describe("docs/protocol.md events table", () => {
   it("lists every client → server event and no other", () => {
@@ -59,8 +63,8 @@ describe("docs/protocol.md events table", () => {
     expect(SERVER_EVENTS).toContain(SERVER_DISCONNECT_EVENT);
     const { events } = docTables();
     expect(named(events, "server → client").sort()).toEqual([...SERVER_EVENTS].sort());
-    for (const direction of events.values())
-      expect(["client → server", "server → client"]).toContain(direction);
+    for (const directions of events.values())
+      for (const d of directions) expect(["client → server", "server → client"]).toContain(d);
   });
   it("lists every disconnect reason with the message the server sends, and no other", () => {
     const { reasons } = docTables();

@@ -605,6 +605,27 @@ const SOCKET_CASES: SocketCase[] = [
     event: ["room:join", { room: "chat:1" }],
     expect: { ok: true },
   },
+  // Presence and signals: this server keeps no presence or signal rooms.
+  {
+    name: "presence:list of an array",
+    event: ["presence:list", { room: ["chat:1"] }],
+    expect: { ack: "INVALID_PAYLOAD" },
+  },
+  {
+    name: "presence:list where presence is not kept",
+    event: ["presence:list", { room: "chat:1" }],
+    expect: { ack: "FORBIDDEN" },
+  },
+  {
+    name: "room:signal without a room",
+    event: ["room:signal", { name: "typing", data: 1 }],
+    expect: { ack: "INVALID_PAYLOAD" },
+  },
+  {
+    name: "room:signal where signals are not relayed",
+    event: ["room:signal", { room: "chat:1", name: "typing" }],
+    expect: { ack: "FORBIDDEN" },
+  },
   {
     name: "auth:refresh with an object token",
     event: ["auth:refresh", { token: {} }],

@@ -197,11 +197,14 @@
         a.addEventListener("click", () => loadMembers(r.room));
         td.appendChild(a);
         cell(tr, intFmt.format(r.sockets), "num");
+        // Users present (PRESENCE_ROOMS only): those within their leave delay included.
+        const present = cell(tr, r.present === undefined ? "" : intFmt.format(r.present), "num");
+        if (r.present !== undefined) present.dataset.presence = r.room;
         frag.appendChild(tr);
       }
       if (page.rooms.length === 0) {
         const tr = document.createElement("tr");
-        cell(tr, roomsAfter ? "no more rooms" : "no rooms", "muted").colSpan = 2;
+        cell(tr, roomsAfter ? "no more rooms" : "no rooms", "muted").colSpan = 3;
         frag.appendChild(tr);
       }
       $("#rooms tbody").replaceChildren(frag);
@@ -222,6 +225,7 @@
       const r = await getJson(`/dashboard/api/rooms/${encodeURIComponent(room)}`);
       $("#members-summary").textContent =
         `${intFmt.format(r.users)} users, ${intFmt.format(r.sockets)} sockets` +
+        (r.present === undefined ? "" : `, ${intFmt.format(r.present)} present`) +
         (r.truncated ? ` (first ${r.members.length} shown)` : "");
       const frag = document.createDocumentFragment();
       for (const m of r.members) {

@@ -112,4 +112,15 @@ export interface Client {
   onRoomReset(listener: (reset: RoomReset) => void): () => void;
   /** The last position seen in a history room (pushes and join acks). */
   roomPosition(room: string): HistoryPosition | undefined;
+  /**
+   * Who is present in a presence room this socket is in (`presence:list`).
+   * The changes arrive as `on("presence:join" | "presence:leave", ({ room, userId }) => …)`.
+   */
+  presence(room: string): Promise<string[]>;
+  /**
+   * A `room:signal` to the room's other sockets (typing indicators and the
+   * like): not queued while offline, not retried; they arrive as
+   * `on("room:signal", ({ room, name, data, from }) => …)`.
+   */
+  signal(room: string, name: string, data?: unknown): Promise<void>;
 }

@@ -314,6 +314,16 @@ export function createClient(options: ClientOptions): Client {
       await requests.send("room:leave", { room }, {}, (ack) => ack);
       return rooms;
     },
+    presence(room) {
+      return requests.send("presence:list", { room }, {}, (ack) => ack["users"]) as Promise<
+        string[]
+      >;
+    },
+    async signal(room, name, data) {
+      // A signal is of the moment: late is useless, twice is noise.
+      const req = data === undefined ? { room, name } : { room, name, data };
+      await requests.send("room:signal", req, { queue: false, retry: false }, () => undefined);
+    },
   };
 
   if (options.autoConnect ?? true) client.connect();

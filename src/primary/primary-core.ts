@@ -1,7 +1,8 @@
 import type { Logger } from "pino";
 import type { Config } from "../shared/config.js";
 import type { LogRing } from "../shared/log-ring.js";
-import type { PrimaryMessage } from "../shared/ipc.js";
+import { PRESENCE_COUNTS_QUERY, type PrimaryMessage } from "../shared/ipc.js";
+import { inRoomList } from "../shared/names.js";
 import { createDashboard } from "./dashboard/routes.js";
 import { attachDeliveryStores } from "./delivery-stores.js";
 import { createInternalHttp } from "./internal-http.js";
@@ -10,6 +11,7 @@ import { createMetricsAggregator } from "./metrics-aggregator.js";
 import { createQueryHub } from "./queries.js";
 import { keepRevocations } from "./revocation-keeper.js";
 import { attachRoomHistory } from "./room-history.js";
+import { attachRoomPresence } from "./room-presence.js";
 import type { Supervisor } from "./supervisor.js";
 import { attachUserDirectory } from "./user-directory.js";
 
@@ -53,6 +55,22 @@ export function createPrimaryCore(deps: {
     ipc,
     limits: { size: cfg.HISTORY_SIZE, ttlMs: cfg.HISTORY_TTL_S * 1_000 },
   });
+  // Who is present in PRESENCE_ROOMS, host-wide; with Redis that lives in Redis (the workers').
+  const roomPresence =
+    cfg.PRESENCE_ROOMS.length > 0 && !cfg.redis
+      ? attachRoomPresence({ ipc, sup, leaveDelayMs: cfg.PRESENCE_LEAVE_DELAY_MS, log })
+      : undefined;
+
+  /** With Redis the workers read the counts there: the first worker that answers. */
+  const presenceCountsFromRedis = async (rooms: string[]): Promise<Record<string, number>> => {
+    const { replies } = await hub.run(
+      { kind: "custom", name: PRESENCE_COUNTS_QUERY, args: { rooms } },
+      cfg.QUERY_TIMEOUT_MS,
+    );
+    const answer = replies.find((r) => !r.error && r.result && typeof r.result === "object");
+    if (!answer) throw new Error("no worker answered");
+    return answer.result as Record<string, number>;
+  };
 
   const readiness = () => {
     const ready = sup.readySlots().length;
@@ -97,6 +115,15 @@ export function createPrimaryCore(deps: {
     log,
     primaryLogs: deps.recentLogs,
     queryTimeoutMs: cfg.QUERY_TIMEOUT_MS,
+    ...(cfg.PRESENCE_ROOMS.length > 0
+      ? {
+          presence: {
+            isPresenceRoom: (room: string) => inRoomList(room, cfg.PRESENCE_ROOMS),
+            counts: async (rooms: string[]) =>
+              roomPresence ? roomPresence.counts(rooms) : presenceCountsFromRedis(rooms),
+          },
+        }
+      : {}),
   });
   internal.route("/dashboard", dashboard.handle);
 

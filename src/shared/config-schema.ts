@@ -25,6 +25,10 @@ const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
   .transform((v) => v === "true" || v === "1" || v === "yes");
 const url = z.string().url();
+/** Room names and `prefix*` patterns, as the `rooms` claim has them (names.ts). */
+const roomPatterns = csv.pipe(
+  z.array(z.string().regex(ROOM_PATTERN, "room names or `prefix*` patterns")),
+);
 const splitCsv = (s: string) =>
   s
     .split(",")
@@ -320,6 +324,40 @@ export const CONFIG_SCHEMA = z.object({
   PUSH_BATCH_MAX: positiveInt.default(100).describe("pushes in one `/api/push/batch`"),
   PING_INTERVAL_MS: positiveInt.default(25_000).describe("Socket.IO heartbeat interval"),
   PING_TIMEOUT_MS: positiveInt.default(20_000).describe("Socket.IO heartbeat timeout"),
+
+  // Rooms that feel live (CONTRACT.md): each feature only in the rooms its list names.
+  PRESENCE_ROOMS: roomPatterns
+    .default([])
+    .describe(
+      "rooms with presence, comma-separated exact names or `prefix*` patterns: members get `presence:join` / `presence:leave` and may ask `presence:list`",
+    ),
+  PRESENCE_LEAVE_DELAY_MS: nonNegativeInt
+    .max(600_000)
+    .default(5_000)
+    .describe(
+      "how long a user's last socket must stay out of a presence room before `presence:leave` (a reload within it is no leave)",
+    ),
+  /** Redis only: a worker's presence entries live as long as its lease, renewed every third of it. */
+  PRESENCE_LEASE_MS: positiveInt
+    .min(300)
+    .max(300_000)
+    .default(15_000)
+    .describe(
+      "with Redis: a worker (or host) that has not renewed its presence lease for this long is gone; its users leave after this plus `PRESENCE_LEAVE_DELAY_MS`",
+    ),
+  SIGNAL_ROOMS: roomPatterns
+    .default([])
+    .describe(
+      "rooms that relay `room:signal` (typing indicators and the like, never forwarded), comma-separated exact names or `prefix*` patterns",
+    ),
+  SIGNAL_MAX_BYTES: positiveInt
+    .max(65_536)
+    .default(1_024)
+    .describe("largest `data` of one `room:signal`, as JSON"),
+  SIGNAL_RATE_PER_SECOND: positiveInt
+    .default(10)
+    .describe("`room:signal`s per socket per second (their own bucket, apart from other events)"),
+  SIGNAL_RATE_BURST: positiveInt.default(20).describe("`room:signal`s per socket in a burst"),
 
   OFFLINE_MAX_PER_USER: positiveInt
     .default(100)

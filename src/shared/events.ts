@@ -51,8 +51,38 @@ export interface RefreshOk {
   expiresAt: number;
 }
 
+/** `presence:list` (PRESENCE_ROOMS): the users present in a room the socket is in. */
+export interface PresenceListOk {
+  room: string;
+  users: string[];
+}
+/** `presence:join` / `presence:leave`, to every member of a presence room. */
+export interface PresenceNotice {
+  room: string;
+  userId: string;
+}
+/** `room:signal` (SIGNAL_ROOMS): relayed to the room's other sockets, never to the backend. */
+export interface SignalRequest {
+  room: string;
+  /** Follows the event-name rules (names.ts). */
+  name: string;
+  /** Any JSON of at most SIGNAL_MAX_BYTES. */
+  data?: unknown;
+}
+export interface RoomSignal extends SignalRequest {
+  /** The sender's userId. */
+  from: string;
+}
+
 /** Events the server handles itself; every other client event is forwarded. */
-export const BUILT_IN_EVENTS = ["register", "auth:refresh", "room:join", "room:leave"] as const;
+export const BUILT_IN_EVENTS = [
+  "register",
+  "auth:refresh",
+  "room:join",
+  "room:leave",
+  "presence:list",
+  "room:signal",
+] as const;
 export type BuiltInEvent = (typeof BUILT_IN_EVENTS)[number];
 
 export interface ClientToServerEvents {
@@ -60,6 +90,8 @@ export interface ClientToServerEvents {
   "auth:refresh": (req: RefreshRequest, ack?: (res: Ack<RefreshOk>) => void) => void;
   "room:join": (req: RoomJoinRequest, ack?: (res: Ack<RoomOk>) => void) => void;
   "room:leave": (req: RoomRequest, ack?: (res: Ack<RoomOk>) => void) => void;
+  "presence:list": (req: RoomRequest, ack?: (res: Ack<PresenceListOk>) => void) => void;
+  "room:signal": (req: SignalRequest, ack?: (res: Ack<Record<never, never>>) => void) => void;
 }
 
 /** Pushes arrive under the name the backend chose, with its payload unchanged. */
@@ -110,8 +142,16 @@ export type DisconnectReason = keyof typeof DISCONNECT_REASONS;
  * knows why (`socket.io` itself only reports "io server disconnect").
  */
 export const SERVER_DISCONNECT_EVENT = "server:disconnect";
+export const PRESENCE_JOIN_EVENT = "presence:join";
+export const PRESENCE_LEAVE_EVENT = "presence:leave";
+export const ROOM_SIGNAL_EVENT = "room:signal";
 /** Events the server emits on its own; every other server → client event is a push. */
-export const SERVER_EVENTS = [SERVER_DISCONNECT_EVENT] as const;
+export const SERVER_EVENTS = [
+  SERVER_DISCONNECT_EVENT,
+  PRESENCE_JOIN_EVENT,
+  PRESENCE_LEAVE_EVENT,
+  ROOM_SIGNAL_EVENT,
+] as const;
 export interface ServerDisconnectNotice {
   code: DisconnectReason;
   message: string;

@@ -112,6 +112,8 @@ export interface WorkerCalls {
    * resetting the connections queued on it (src/primary/listeners.ts).
    */
   "ss:unlisten": Call<{ port: "public" | "api" }, "ss:unlistened", null>;
+  /** `presence:list` on a host without Redis: who is present in the room (src/primary/room-presence.ts). */
+  "ss:presence-list": Call<{ room: string }, "ss:presence-listed", { users: string[] }>;
 }
 
 /** Requests the primary makes of one worker. */
@@ -148,6 +150,7 @@ export const WORKER_CALLS: { readonly [K in keyof WorkerCalls]: WorkerCalls[K]["
   "ss:history-read": "ss:history-readout",
   "ss:scrape": "ss:scrape-result",
   "ss:unlisten": "ss:unlistened",
+  "ss:presence-list": "ss:presence-listed",
 };
 export const PRIMARY_CALLS: { readonly [K in keyof PrimaryCalls]: PrimaryCalls[K]["reply"] } = {
   "ss:local-query": "ss:local-result",
@@ -189,7 +192,12 @@ export type WorkerMessage =
    * primary path, or a session another worker owns); the socket travels as
    * the message's handle, `head` is every byte read from it (latin1).
    */
-  | { t: "ss:relay"; port: "public" | "api"; head: string };
+  | { t: "ss:relay"; port: "public" | "api"; head: string }
+  /**
+   * A user's first socket on this worker entered a presence room (true) or
+   * its last one left it (false), in order (src/primary/room-presence.ts).
+   */
+  | { t: "ss:presence"; changes: PresenceChange[] };
 
 /** Primary → worker, one way. */
 export type PrimaryMessage =
@@ -223,7 +231,9 @@ export type PrimaryMessage =
    * given back by a lease) or went (false: taken, expired), in the order the
    * store saw it (src/worker/push/stored-users.ts).
    */
-  | { t: "ss:stored-users"; changes: [userId: string, stored: boolean][] };
+  | { t: "ss:stored-users"; changes: [userId: string, stored: boolean][] }
+  /** Presence notices for this worker to emit to their rooms (the adapter carries them on). */
+  | { t: "ss:presence-notice"; notices: PresenceNotices };
 
 export type WorkerToPrimary =
   | WorkerMessage
@@ -244,6 +254,7 @@ const WORKER_MESSAGES: Record<WorkerMessage["t"], true> = {
   "ss:pong": true,
   "ss:users": true,
   "ss:relay": true,
+  "ss:presence": true,
 };
 const PRIMARY_MESSAGES: Record<PrimaryMessage["t"], true> = {
   "ss:conn": true,
@@ -253,6 +264,7 @@ const PRIMARY_MESSAGES: Record<PrimaryMessage["t"], true> = {
   "ss:deliver": true,
   "ss:stored-users": true,
   "ss:routed": true,
+  "ss:presence-notice": true,
 };
 export const WORKER_TO_PRIMARY_TAGS: ReadonlySet<string> = new Set<WorkerToPrimary["t"]>([
   ...(Object.keys(WORKER_MESSAGES) as WorkerMessage["t"][]),
@@ -280,6 +292,14 @@ export function isPrimaryToWorker(msg: unknown): msg is PrimaryToWorker {
   const t = tagOf(msg);
   return t !== undefined && PRIMARY_TO_WORKER_TAGS.has(t);
 }
+
+/** The custom query a worker answers with Redis: `{ rooms }` → how many users are present in each. */
+export const PRESENCE_COUNTS_QUERY = "presence:counts";
+
+/** A (room, user) pair whose sockets on one worker went from none to some (true) or back. */
+export type PresenceChange = [room: string, userId: string, present: boolean];
+/** Joins and leaves decided by the host (or Redis), for a worker to emit. */
+export type PresenceNotices = [kind: "join" | "leave", room: string, userId: string][];
 
 /** One push to users, as the user directory routes it between workers. */
 export interface DirectDelivery {

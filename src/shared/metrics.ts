@@ -83,18 +83,30 @@ export const metrics = {
   ),
   eventsIn: counter(
     "socket_server_gateway_events_in_total",
-    "Client events received, by kind (register, auth:refresh, room:join, room:leave, forward)",
+    "Client events received, by kind (register, auth:refresh, room:join, room:leave, presence:list, room:signal, forward)",
     ["kind"],
   ),
   eventsOut: counter(
     "socket_server_gateway_events_out_total",
-    "Events written to client sockets, by kind (push: backend pushes; system: server:* notices)",
+    "Events written to client sockets, by kind (push: backend pushes; system: the server's own events, server:disconnect, presence:*, room:signal)",
     ["kind"],
   ),
   eventRejections: counter(
     "socket_server_gateway_event_rejections_total",
     "Client events answered with an error ack, by code",
     ["code"],
+  ),
+
+  // rooms that feel live (PRESENCE_ROOMS, SIGNAL_ROOMS)
+  presenceNotices: counter(
+    "socket_server_presence_notices_total",
+    "presence:join and presence:leave notices emitted to their rooms, by kind (join, leave); once each however many members get them",
+    ["kind"],
+  ),
+  signals: counter(
+    "socket_server_signal_messages_total",
+    "room:signal events by outcome (relayed, or the ack's error code in lower case)",
+    ["outcome"],
   ),
 
   // backend HTTP API

@@ -1,3 +1,5 @@
+import { personalRoomOwner } from "./events.js";
+
 /**
  * Limits on names that come from outside: user ids, room names, event names.
  * One place, so the gateway, the API and their schemas agree.
@@ -55,4 +57,13 @@ export function roomAllowed(room: string, claims: readonly string[]): boolean {
     if (c.endsWith("*") && room.startsWith(c.slice(0, -1))) return true;
   }
   return false;
+}
+
+/**
+ * Is `room` among a feature's rooms (PRESENCE_ROOMS, SIGNAL_ROOMS: exact
+ * names or `prefix*` patterns, read like the `rooms` claim)? Never a
+ * personal room: those carry one user's pushes.
+ */
+export function inRoomList(room: string, list: readonly string[]): boolean {
+  return list.length > 0 && personalRoomOwner(room) === undefined && roomAllowed(room, list);
 }

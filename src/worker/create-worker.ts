@@ -22,6 +22,8 @@ import { attachGateway, type GatewayServer } from "./gateway/gateway.js";
 import type { WorkerChannel } from "./ipc-channel.js";
 import { createLocalQueries } from "./local-queries.js";
 import { createHistoryRooms } from "./history/history-rooms.js";
+import { createRoomPresence } from "./live-rooms/room-presence.js";
+import { attachRoomSignals } from "./live-rooms/room-signals.js";
 import { setPublicSecurityHeaders } from "./protection/http-guard.js";
 import { createProtection } from "./protection/protection.js";
 import { createPushService } from "./push/push-service.js";
@@ -203,6 +205,23 @@ export function createWorker(deps: WorkerDeps): Worker {
     admission: protection.admission,
   });
   protection.attach();
+  // Rooms that feel live: presence (PRESENCE_ROOMS) and signals (SIGNAL_ROOMS).
+  const presence = createRoomPresence({
+    io,
+    cfg,
+    log,
+    primary,
+    ...(multiHost
+      ? {
+          redis: {
+            link: multiHost.link,
+            holder: `${multiHost.hostId}:${slot}:${randomBytes(4).toString("hex")}`,
+            cluster: cfg.redis?.kind === "cluster",
+          },
+        }
+      : {}),
+  });
+  attachRoomSignals({ io, cfg });
   // Let go of the handshake's request, headers and token once connected.
   trimSocketMemory(io);
 
@@ -236,7 +255,7 @@ export function createWorker(deps: WorkerDeps): Worker {
   const answer = createLocalQueries(io, {
     status,
     observability,
-    custom: delivery.queries,
+    custom: new Map([...delivery.queries, ...presence.queries]),
     onRevoke: protection.onRevoke,
   });
 
@@ -312,8 +331,9 @@ export function createWorker(deps: WorkerDeps): Worker {
     const budget = Math.max(500, timeoutMs - 1_500);
     await protection.drain(budget, [forwarding.drain(budget).catch(() => {})]);
     io.engine.close();
-    // The sockets just closed may have `disconnect` lifecycle events to send.
-    await forwarding.close(1_000).catch(() => {});
+    // The sockets just closed may have `disconnect` lifecycle events to send,
+    // and presence rooms they left.
+    await Promise.all([forwarding.close(1_000).catch(() => {}), presence.close().catch(() => {})]);
     apiServer.close();
     protection.close();
     observability.stop();
@@ -366,6 +386,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     // A short wait for Redis, so that a healthy start is ready at once; past
     // it the host starts degraded and /ready says why (docs/scaling.md).
     await multiHost?.start(3_000);
+    await presence.start();
     await Promise.all([delivery.start(3_000), history.start(3_000)]);
     await protection.start();
     primary.send({ t: "ss:ready", slot });

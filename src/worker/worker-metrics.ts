@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { BUILT_IN_EVENTS, userRoom } from "../shared/events.js";
+import { BUILT_IN_EVENTS, SERVER_EVENTS, userRoom } from "../shared/events.js";
 import type { LogRing } from "../shared/log-ring.js";
 import {
   collectProcessMetrics,
@@ -55,7 +55,7 @@ export interface WorkerObservability {
 
 const USER_ROOM_PREFIX = userRoom("");
 const IN_KIND = new Map<string, string>(BUILT_IN_EVENTS.map((e) => [e, e]));
-const SYSTEM_EVENT_PREFIX = "server:";
+const SYSTEM_EVENTS = new Set<unknown>(SERVER_EVENTS);
 
 const pushOut = metrics.eventsOut.labels({ kind: "push" });
 const systemOut = metrics.eventsOut.labels({ kind: "system" });
@@ -68,7 +68,7 @@ function countIncoming(event: unknown): void {
 }
 
 function countOutgoing(event: unknown): void {
-  if (typeof event === "string" && event.startsWith(SYSTEM_EVENT_PREFIX)) systemOut.inc();
+  if (SYSTEM_EVENTS.has(event)) systemOut.inc();
   else pushOut.inc();
 }
 

@@ -35,6 +35,20 @@ export function record<T = unknown>(socket: Socket, event: string): T[] {
   return got;
 }
 
+export interface PresenceNotice {
+  room: string;
+  userId: string;
+}
+
+/** The `presence:join` or `presence:leave` notices a watcher gets about others (its own may still be on its way). */
+export function presenceNotices(watcher: Socket, event: string, self: string): PresenceNotice[] {
+  const got: PresenceNotice[] = [];
+  watcher.on(event, (n: PresenceNotice) => {
+    if (n.userId !== self) got.push(n);
+  });
+  return got;
+}
+
 /** Resolves once `list` has `n` entries (checked on each `event`). */
 export function waitForCount(
   socket: Socket | Socket[],

@@ -62,6 +62,11 @@ export function createDashboard(deps: {
   log: Logger;
   primaryLogs: LogRing;
   queryTimeoutMs: number;
+  /** Users present in each of these presence rooms (PRESENCE_ROOMS); absent without presence. */
+  presence?: {
+    isPresenceRoom(room: string): boolean;
+    counts(rooms: string[]): Promise<Record<string, number>>;
+  };
 }): Dashboard {
   const log = deps.log.child({ module: "dashboard" });
   const clientAddressOf = createClientAddress(deps.cfg.TRUSTED_PROXIES);
@@ -210,6 +215,17 @@ export function createDashboard(deps: {
     });
   }
 
+  /** Presence counts of the presence rooms among these; none when they cannot be had now. */
+  async function presentIn(rooms: string[]): Promise<Record<string, number>> {
+    const p = deps.presence;
+    const wanted = p ? rooms.filter((r) => p.isPresenceRoom(r)) : [];
+    if (!p || wanted.length === 0) return {};
+    return p.counts(wanted).catch((err: unknown) => {
+      log.warn({ err }, "presence counts unavailable");
+      return {};
+    });
+  }
+
   async function roomsPage(res: http.ServerResponse, url: URL): Promise<void> {
     const limitParam = url.searchParams.get("limit") ?? "50";
     const limit = Number(limitParam);
@@ -247,8 +263,13 @@ export function createDashboard(deps: {
     const names = [...merged.keys()].sort();
     const page = names.slice(0, limit);
     const more = names.length > limit || someFull;
+    const present = await presentIn(page);
     sendJson(res, 200, {
-      rooms: page.map((room) => ({ room, sockets: merged.get(room)! })),
+      rooms: page.map((room) => ({
+        room,
+        sockets: merged.get(room)!,
+        ...(present[room] !== undefined ? { present: present[room] } : {}),
+      })),
       totalAtMost: total,
       ...(more && page.length > 0 ? { nextAfter: page[page.length - 1] } : {}),
       ...(missing.length ? { missingWorkers: missing } : {}),
@@ -273,10 +294,12 @@ export function createDashboard(deps: {
       for (const [u, n] of Object.entries(a.members)) members.set(u, (members.get(u) ?? 0) + n);
     }
     const users = [...members.keys()].sort();
+    const present = (await presentIn([room]))[room];
     sendJson(res, 200, {
       room,
       sockets,
       users: users.length,
+      ...(present !== undefined ? { present } : {}),
       members: users
         .slice(0, MAX_MEMBERS)
         .map((userId) => ({ userId, sockets: members.get(userId) })),

@@ -14,7 +14,7 @@ import { batchOpenApi, mountBatchRoute } from "../http/batch-route.js";
 import type { DeliveryStore } from "./delivery-store.js";
 import { withFallback } from "./fallback-store.js";
 import { createDeliveryPipeline, type DeliveryPipeline, deliverStored } from "./pipeline.js";
-import { createPresence, localPresence, PRESENCE_QUERY } from "./presence.js";
+import { createOnlineUsers, localOnlineUsers, ONLINE_USERS_QUERY } from "./online-users.js";
 import { createPrimaryStoreClient } from "./primary-store-client.js";
 import { createRedisStore } from "./redis-store.js";
 import { createReplayHooks, REPLAY_LEASE_MS } from "./replay.js";
@@ -22,7 +22,7 @@ import { createStoredUsers } from "./stored-users.js";
 
 /**
  * Wires the delivery guarantees into a worker: which store (the primary's,
- * or Redis with the primary's as fallback), presence, the push pipeline,
+ * or Redis with the primary's as fallback), who is online, the push pipeline,
  * replay on register, the batch route, and the periodic sweeps.
  */
 
@@ -104,18 +104,18 @@ export function createDelivery(deps: {
     sweepTimer.unref();
   }
 
-  const presence = createPresence({ cluster, timeoutMs: cfg.QUERY_TIMEOUT_MS });
+  const onlineUsers = createOnlineUsers({ cluster, timeoutMs: cfg.QUERY_TIMEOUT_MS });
   const stopAckSweep = sweepStaleAcks(io, cfg.ACK_TIMEOUT_MAX_MS + 10_000);
 
   return {
     store,
-    pipeline: createDeliveryPipeline({ io, cfg, log, store, presence, history: deps.history }),
+    pipeline: createDeliveryPipeline({ io, cfg, log, store, onlineUsers, history: deps.history }),
     hooks: createReplayHooks({
       store,
       log,
       highWaterBytes: Math.floor(cfg.MAX_BUFFERED_BYTES_PER_SOCKET / 2),
     }),
-    queries: new Map([[PRESENCE_QUERY, localPresence(io)]]),
+    queries: new Map([[ONLINE_USERS_QUERY, localOnlineUsers(io)]]),
     apiRoutes: (push) => ({
       mount: (router, helpers) => mountBatchRoute(router, helpers, { cfg, push }),
       openApi: batchOpenApi(cfg),

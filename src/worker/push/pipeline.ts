@@ -10,7 +10,7 @@ import type { PushResult, PushTarget } from "./push-service.js";
 import { emitWithAcks } from "./acks.js";
 import { requestFingerprint } from "./fingerprint.js";
 import type { DeliveryStore } from "./delivery-store.js";
-import type { Presence } from "./presence.js";
+import type { OnlineUsers } from "./online-users.js";
 import type { HistoryRooms } from "../history/history-rooms.js";
 import { emitToRooms } from "./room-emit.js";
 
@@ -68,10 +68,10 @@ export function createDeliveryPipeline(deps: {
   cfg: Config;
   log: Logger;
   store: DeliveryStore;
-  presence: Presence;
+  onlineUsers: OnlineUsers;
   history?: HistoryRooms;
 }): DeliveryPipeline {
-  const { io, cfg, store, presence } = deps;
+  const { io, cfg, store, onlineUsers } = deps;
   const log = deps.log.child({ module: "delivery" });
 
   /** Stores for users found offline; returns how many copies were kept. */
@@ -100,7 +100,7 @@ export function createDeliveryPipeline(deps: {
 
   /** The second look: users who registered meanwhile get what is stored for them now. */
   async function deliverToLateComers(users: string[]): Promise<void> {
-    const back = await presence(users);
+    const back = await onlineUsers(users);
     for (const userId of back) await deliverStored(io, store, userId);
   }
 
@@ -121,7 +121,7 @@ export function createDeliveryPipeline(deps: {
       const users = [...new Set(req.userId !== undefined ? [req.userId] : req.userIds!)].filter(
         (u) => !skip.has(u),
       );
-      const online = await presence(users);
+      const online = await onlineUsers(users);
       const offline = users.filter((u) => !online.has(u));
       // Only the users seen online get it live; the others get it from the store, once.
       rooms = users.filter((u) => online.has(u)).map(userRoom);
@@ -132,7 +132,7 @@ export function createDeliveryPipeline(deps: {
         if (s.notStored) result["notStored"] = s.notStored;
         if (s.stored) {
           lateComers = deliverToLateComers(offline).catch((err: unknown) =>
-            log.warn({ err }, "second presence look failed; the messages stay stored"),
+            log.warn({ err }, "second look at who is online failed; the messages stay stored"),
           );
         }
       }

@@ -15,12 +15,13 @@ import type { GatewayServer } from "../gateway/gateway.js";
  * if that host is really gone, and at worst a duplicate if it is not.
  */
 
-export const PRESENCE_QUERY = "delivery:presence";
+/** The wire name from before room presence existed: hosts of both versions still answer each other. */
+export const ONLINE_USERS_QUERY = "delivery:presence";
 
-export type Presence = (userIds: readonly string[]) => Promise<Set<string>>;
+export type OnlineUsers = (userIds: readonly string[]) => Promise<Set<string>>;
 
 /** The per-worker half: which of these users have a socket on this worker. */
-export function localPresence(io: GatewayServer) {
+export function localOnlineUsers(io: GatewayServer) {
   return (args: unknown): string[] => {
     const ids = (args as { userIds?: unknown } | null)?.userIds;
     if (!Array.isArray(ids)) return [];
@@ -29,14 +30,14 @@ export function localPresence(io: GatewayServer) {
   };
 }
 
-export function createPresence(deps: {
+export function createOnlineUsers(deps: {
   cluster: { query(q: Query, timeoutMs: number): Promise<ClusterResult> };
   timeoutMs: number;
-}): Presence {
+}): OnlineUsers {
   return async (userIds) => {
     if (userIds.length === 0) return new Set();
     const r = await deps.cluster.query(
-      { kind: "custom", name: PRESENCE_QUERY, args: { userIds } },
+      { kind: "custom", name: ONLINE_USERS_QUERY, args: { userIds } },
       deps.timeoutMs,
     );
     const online = new Set<string>();
