@@ -64,12 +64,19 @@ const push = async (room: string, i: number): Promise<Position> => {
 const metaKey = (room: string) => `socket-server:history:{${room}}:meta`;
 const meta = (room: string) => admin.hgetall(metaKey(room));
 
-/** The server's history connection is (back) on this redis-server. */
-const historyConnected = (port: number) =>
+/**
+ * The server's history store is served by Redis again (not its fallback): a
+ * join of a new room makes the room's key there. (Its connection can be up
+ * before it is ready; a push meanwhile would go to the host's sequencer.)
+ */
+const servedByRedis = (s: TestSocket) =>
   waitFor(
-    "the history connection on redis",
-    async () =>
-      (await redisCli(port, "CLIENT", "LIST")).includes("socket-server:history") ? true : undefined,
+    "the history store to be served by redis",
+    async () => {
+      const probe = fresh("probe");
+      await join(s, probe);
+      return (await admin.exists(metaKey(probe))) === 1 ? true : undefined;
+    },
     15_000,
   );
 
@@ -117,6 +124,7 @@ describe("history rooms when Redis rewinds", () => {
     expect(ack3.position!.offset).toBe(0);
     // Offsets are not handed out twice in one epoch: the next push is 1 of the new one.
     expect(await push(room, 6)).toEqual({ epoch: ack3.position!.epoch, offset: 1 });
+    expect(await meta(room)).toMatchObject({ epoch: ack3.position!.epoch, seq: "1" });
     expect(await join(s, room, p5)).toMatchObject({ recovered: false });
   });
 
@@ -136,13 +144,14 @@ describe("history rooms when Redis rewinds", () => {
     cpSync(older, aof, { recursive: true });
     rmSync(older, { recursive: true });
     await redis.restart();
-    await historyConnected(redis.port);
+    await servedByRedis(s);
     expect(await meta(room)).toMatchObject({ epoch: p1.epoch, seq: "2" });
 
     const ack = await join(s, room, { epoch: p1.epoch, offset: 2 });
     expect(ack).toMatchObject({ ok: true, recovered: false });
     expect(ack.position!.epoch).not.toBe(p1.epoch);
     expect(await push(room, 4)).toEqual({ epoch: ack.position!.epoch, offset: 1 });
+    expect(await meta(room)).toMatchObject({ epoch: ack.position!.epoch, seq: "1" });
   });
 
   it("a clean restart keeps the data but not the replication id: clients refetch once", async () => {
@@ -152,18 +161,21 @@ describe("history rooms when Redis rewinds", () => {
     const p1 = await push(room, 1);
     await redisCli(redis.port, "SHUTDOWN");
     await redis.restart();
-    await historyConnected(redis.port);
+    await servedByRedis(s);
     expect(await meta(room)).toMatchObject({ epoch: p1.epoch, seq: "1" });
     const ack = await join(s, room, p1);
     expect(ack).toMatchObject({ recovered: false, position: { offset: 0 } });
     expect(ack.position!.epoch).not.toBe(p1.epoch);
+    expect((await meta(room)).epoch).toBe(ack.position!.epoch);
   });
 
   it("Redis down: the host's sequencer numbers pushes in an epoch of its own, and recovery is honest", async () => {
     const room = fresh("down");
     const s = await member("rd");
     await join(s, room);
+    await servedByRedis(s);
     const before = await push(room, 1);
+    expect((await meta(room)).epoch).toBe(before.epoch);
     await redis.stop();
     const during = await push(room, 2);
     expect(during.epoch).not.toBe(before.epoch);
@@ -175,12 +187,13 @@ describe("history rooms when Redis rewinds", () => {
       position: during,
     });
     await redis.restart();
-    await historyConnected(redis.port);
+    await servedByRedis(s);
     // Back in Redis: a new epoch (this host kept pushes Redis does not have).
     const after = await push(room, 3);
     expect(after.epoch).not.toBe(before.epoch);
     expect(after.epoch).not.toBe(during.epoch);
     expect(after.offset).toBe(1);
+    expect((await meta(room)).epoch).toBe(after.epoch);
     expect(await join(s, room, during)).toMatchObject({ recovered: false, position: after });
   });
 });
