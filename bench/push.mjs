@@ -3,6 +3,7 @@ import { COMMON, settings } from "./lib/knobs.mjs";
 import { startLagListener } from "./lib/lag-listener.mjs";
 import { loadMeter } from "./lib/proc.mjs";
 import { pushLoad } from "./lib/push-load.mjs";
+import { startRedis } from "./lib/redis.mjs";
 import { COLUMNS, describeRatios, markdownTable, publish, ratios } from "./lib/report.mjs";
 import { runBench } from "./lib/run.mjs";
 import { deliveryCounter, settle } from "./lib/stats.mjs";
@@ -34,6 +35,7 @@ const SPEC = {
   PUSH_BATCH_SIZE: [10, "pushes per /api/push/batch request (0: skip the batch run)"],
   PUSH_ALG: ["ES256", "JWT algorithm of the clients (ES256 or HS256)"],
   PUSH_ROOMS: [100, "rooms of the room runs, plain and history (0: skip them)"],
+  PUSH_REDIS: [0, "1: socket-server with a redis-server of its own (REDIS_URL: history in Redis)"],
 };
 
 /** Measures one target: warm-up, then the measured run, then waits for stragglers. */
@@ -99,8 +101,12 @@ async function main() {
 
   const roomRows = [];
   const rooms = o.PUSH_ROOMS;
+  const redis = o.PUSH_REDIS ? await startRedis() : undefined;
   const targets = withVariants(o.BENCH_TARGETS, [
-    { label: "socket-server", env: { HISTORY_ROOMS: `${HISTORY_PREFIX}*` } },
+    {
+      label: "socket-server",
+      env: { HISTORY_ROOMS: `${HISTORY_PREFIX}*`, ...(redis ? { REDIS_URL: redis.url } : {}) },
+    },
   ]);
   await eachTargetRound(
     o,

@@ -27,8 +27,11 @@ import { createRoomOrder } from "./room-order.js";
  * `room:join` with `since` joins at once, but the socket's live frames of
  * that room wait in a buffer while the history after `since` is read and
  * written to it; then the buffer follows, without the frames the history
- * already covered. So the socket gets every push after `since` once, in
- * order, and nothing newer before them.
+ * already covered. Frames the history covered can also arrive after that
+ * (the read answered before their frames crossed from the worker that took
+ * them): the socket keeps a floor, the position it read, and the frames at
+ * or below it skip it until the room's frames pass it. So the socket gets
+ * every push after `since` once, in order, and nothing newer before them.
  */
 
 /** How long a frame past a gap waits for the frames before it (room-order.ts). */
@@ -83,6 +86,8 @@ export function createHistoryRooms(deps: {
 
   /** Sockets of this worker recovering in a room: its live frames wait for them. */
   const recovering = new Map<string, Map<string, Recovering>>();
+  /** Per room, sockets that recovered up to a position: frames up to it are not theirs. */
+  const floors = new Map<string, Map<string, HistoryPosition>>();
 
   const positionOf = (f: HistoryFrame): RoomPosition => ({
     room: f.room,
@@ -98,6 +103,15 @@ export function createHistoryRooms(deps: {
     const waiting = recovering.get(f.room);
     const except = f.except?.map(userRoom) ?? [];
     if (waiting) except.push(...waiting.keys());
+    const floor = floors.get(f.room);
+    if (floor) {
+      for (const [id, p] of floor) {
+        if (p.epoch === f.epoch && f.offset <= p.offset) except.push(id);
+        // Frames go out in offset order: nothing at or below the floor is to come.
+        else floor.delete(id);
+      }
+      if (floor.size === 0) floors.delete(f.room);
+    }
     let op = io.local.to(f.room);
     if (except.length > 0) op = op.except(except);
     if (f.volatile) op = op.volatile;
@@ -108,8 +122,16 @@ export function createHistoryRooms(deps: {
   const adapter = io.of("/").adapter;
   const onRoomDeleted = (room: string) => {
     if (covers(room) && !recovering.has(room)) order.forget(room);
+    floors.delete(room);
+  };
+  const onLeft = (room: string, id: string) => {
+    const floor = floors.get(room);
+    if (!floor) return;
+    floor.delete(id);
+    if (floor.size === 0) floors.delete(room);
   };
   adapter.on("delete-room", onRoomDeleted);
+  adapter.on("leave-room", onLeft);
 
   const receive = (f: HistoryFrame) => {
     // No socket here in that room: nothing to order or deliver.
@@ -149,6 +171,7 @@ export function createHistoryRooms(deps: {
     recovering.set(room, waiting);
     const me: Recovering = { socket, buffer: [] };
     waiting.set(socket.id, me);
+    order.expect(room);
     socket.join(room);
     let read: HistoryRead | undefined;
     try {
@@ -176,6 +199,11 @@ export function createHistoryRooms(deps: {
         if (f.volatile) op = op.volatile;
         op.emit(f.event, f.payload, positionOf(f));
       }
+      if (covered && socket.connected && socket.rooms.has(room)) {
+        const floor = floors.get(room) ?? new Map<string, HistoryPosition>();
+        floors.set(room, floor);
+        floor.set(socket.id, covered);
+      }
     } finally {
       waiting.delete(socket.id);
       if (waiting.size === 0) recovering.delete(room);
@@ -189,6 +217,7 @@ export function createHistoryRooms(deps: {
     joinRoom(socket, room, since) {
       if (!covers(room)) return undefined;
       if (since) return recover(socket, room, since);
+      order.expect(room);
       socket.join(room);
       // Where the client starts: a reconnect recovers from here even if no push came before it.
       return store.read(room).then(
@@ -215,6 +244,7 @@ export function createHistoryRooms(deps: {
     },
     async close() {
       adapter.off("delete-room", onRoomDeleted);
+      adapter.off("leave-room", onLeft);
       io.off("ss:history", receive);
       order.close();
       await store.close();

@@ -12,29 +12,47 @@ import type { HistoryStore } from "./history-store.js";
  *
  * Keys per room, under one hash tag so that a room's script stays in one
  * slot on Redis Cluster (each room may live on another master):
- * - `<prefix>:history:{<room>}:meta` HASH `epoch`, `seq`: the counter and
- *   the epoch it counts in. Made with a new random epoch whenever it is
- *   missing: a room's first push, after `counterKeepMs` of silence, a flush,
- *   or a failover whose replica had not received it yet.
+ * - `<prefix>:history:{<room>}:meta` HASH `epoch`, `seq`, `replid`: the
+ *   counter, the epoch it counts in, and the replication id of the Redis
+ *   node the epoch was made on. Made anew (new random epoch, log cleared)
+ *   whenever it is missing (a room's first push, after `counterKeepMs` of
+ *   silence, a flush, a failover whose replica had not received it) or its
+ *   `replid` is not the node's current one.
  * - `<prefix>:history:{<room>}:log` LIST of `<offset> <ms>\n<event>\n<payload JSON>`,
  *   trimmed to HISTORY_SIZE, expiring with the last push's TTL.
  *
- * A failover can also lose the last few increments while the hash itself
- * survived (replication is asynchronous); then offsets are given twice in
- * one epoch. A client whose `since` lies ahead of the counter is told to
- * refetch, which covers the common case; docs/delivery.md says what remains.
+ * Why the replication id: replication and `appendfsync everysec` are
+ * asynchronous, so a promoted replica or a restarted server can hold a
+ * room's key with its last increments lost; counting on from there would
+ * give offsets twice in one epoch, and a recovery could answer
+ * `recovered: true` past pushes that are gone. Redis gives a node a new
+ * `master_replid` whenever its data may have diverged from the stream it
+ * was part of (a restart, even a clean one; `REPLICAOF NO ONE`; a
+ * failover), so each script reads it (`INFO replication`, a few µs of
+ * Redis time) and starts a new epoch when it changed: clients refetch once
+ * rather than skip silently. On Redis Cluster each node has its own id
+ * (the script runs on the key's node); a room whose slot moved to another
+ * node starts anew too. Where a managed Redis forbids INFO in scripts the
+ * id reads as '' and only a missing key is caught.
  */
 
 const NOW = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
 // KEYS: meta, log. ARGV: candidate epoch, keepMs (meta), fresh ('1': start a new epoch).
-const META = `local function meta()
-  local epoch = redis.call('HGET', KEYS[1], 'epoch')
-  if not epoch or ARGV[3] == '1' then
+const META = `local function replid()
+  local info = redis.pcall('INFO', 'replication')
+  if type(info) ~= 'string' then return '' end
+  return string.match(info, 'master_replid:(%w+)') or ''
+end
+local function meta()
+  local m = redis.call('HMGET', KEYS[1], 'epoch', 'replid')
+  local epoch = m[1]
+  local id = replid()
+  if not epoch or m[2] ~= id or ARGV[3] == '1' then
     epoch = ARGV[1]
     redis.call('DEL', KEYS[2])
-    redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+    redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'replid', id)
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
   end
   return epoch

@@ -13,9 +13,10 @@ import type { HistoryFrame } from "../../shared/events.js";
  */
 
 interface RoomState {
-  epoch: string;
-  /** The last offset delivered in order. */
-  last: number;
+  /** Unknown until the first frame or the join's read (`startAt`). */
+  epoch: string | undefined;
+  /** The last offset delivered in order; unknown while a join's read is pending. */
+  last: number | undefined;
   held: Map<number, HistoryFrame>;
   timer: NodeJS.Timeout | undefined;
 }
@@ -23,7 +24,15 @@ interface RoomState {
 export interface RoomOrder {
   /** A frame arrived (from this worker or another). */
   receive(frame: HistoryFrame): void;
-  /** A join read the room's position: where ordering starts when nothing was seen yet. */
+  /**
+   * A socket joined a room this worker had no state for, and its read of the
+   * room's position is on its way: frames that arrive meanwhile are held
+   * until `startAt` says where the order starts (at most `waitMs`). The first
+   * frame to arrive need not be the next one: another worker's push may
+   * overtake it.
+   */
+  expect(room: string): void;
+  /** A join read the room's position: where ordering starts when it was not known yet. */
   startAt(room: string, epoch: string, offset: number): void;
   /** The room has no socket here any more: forget it (after delivering what it holds). */
   forget(room: string): void;
@@ -37,6 +46,7 @@ export function createRoomOrder(deliver: (frame: HistoryFrame) => void, waitMs: 
   const rooms = new Map<string, RoomState>();
 
   const drain = (s: RoomState) => {
+    if (s.last === undefined) return;
     for (let f = s.held.get(s.last + 1); f; f = s.held.get(s.last + 1)) {
       s.held.delete(f.offset);
       s.last = f.offset;
@@ -58,11 +68,16 @@ export function createRoomOrder(deliver: (frame: HistoryFrame) => void, waitMs: 
   const flush = (s: RoomState) => {
     while (s.held.size > 0) skipGap(s);
   };
+  const hold = (s: RoomState, f: HistoryFrame) => {
+    s.held.set(f.offset, f);
+    if (s.held.size > MAX_HELD) return skipGap(s);
+    s.timer ??= setTimeout(() => skipGap(s), waitMs);
+  };
 
   return {
     receive(f) {
       let s = rooms.get(f.room);
-      if (s && s.epoch !== f.epoch) {
+      if (s?.epoch !== undefined && s.epoch !== f.epoch) {
         flush(s);
         s = undefined;
       }
@@ -70,22 +85,46 @@ export function createRoomOrder(deliver: (frame: HistoryFrame) => void, waitMs: 
         s = { epoch: f.epoch, last: f.offset - 1, held: new Map(), timer: undefined };
         rooms.set(f.room, s);
       }
+      s.epoch ??= f.epoch;
+      if (s.last === undefined) return hold(s, f);
       if (f.offset <= s.last) return deliver(f);
-      s.held.set(f.offset, f);
-      if (f.offset === s.last + 1) return drain(s);
-      if (s.held.size > MAX_HELD) return skipGap(s);
-      const state = s;
-      s.timer ??= setTimeout(() => skipGap(state), waitMs);
+      if (f.offset === s.last + 1) {
+        s.held.set(f.offset, f);
+        return drain(s);
+      }
+      hold(s, f);
+    },
+    expect(room) {
+      if (!rooms.has(room)) {
+        rooms.set(room, { epoch: undefined, last: undefined, held: new Map(), timer: undefined });
+      }
     },
     startAt(room, epoch, offset) {
-      if (!rooms.has(room)) {
+      const s = rooms.get(room);
+      if (s && s.last !== undefined) return;
+      if (s && s.epoch !== undefined && s.epoch !== epoch) flush(s);
+      if (!s || s.held.size === 0) {
+        if (s?.timer) clearTimeout(s.timer);
         rooms.set(room, { epoch, last: offset, held: new Map(), timer: undefined });
+        return;
       }
+      // Frames held while the read was on its way: those it covers go out
+      // first (in order; the sockets that read them skip them), then the rest.
+      s.epoch = epoch;
+      const covered = [...s.held.keys()].filter((o) => o <= offset).sort((a, b) => a - b);
+      for (const o of covered) {
+        const f = s.held.get(o)!;
+        s.held.delete(o);
+        deliver(f);
+      }
+      s.last = offset;
+      drain(s);
     },
     forget(room) {
       const s = rooms.get(room);
       if (!s) return;
       flush(s);
+      if (s.timer) clearTimeout(s.timer);
       rooms.delete(room);
     },
     close() {
