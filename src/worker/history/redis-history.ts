@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { HistoryPosition } from "../../shared/events.js";
 import type { HistoryAppend, HistoryEntry, HistoryRead } from "../../shared/history.js";
 import type { RedisTarget } from "../../shared/redis-target.js";
-import { createRedisClient, type RedisClient } from "../redis/redis-clients.js";
+import { createStoreClient, type RedisClient } from "../redis/redis-clients.js";
 import { waitForReady } from "../redis/wait-ready.js";
 import type { HistoryStore } from "./history-store.js";
 
@@ -119,16 +119,11 @@ export function parseHistoryEntry(item: string): HistoryEntry {
 }
 
 export function createRedisHistory(opts: RedisHistoryOptions): RedisHistory {
-  const redis = createRedisClient(opts.target, {
-    // Fail at once while disconnected: the host's sequencer takes over.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: opts.commandTimeoutMs,
-    retryStrategy: (times) => Math.min(100 * times, 2_000),
-    lazyConnect: false,
+  // Fails at once while disconnected: the host's sequencer takes over.
+  const redis = createStoreClient(opts.target, {
     connectionName: "socket-server:history",
+    commandTimeoutMs: opts.commandTimeoutMs,
   });
-  redis.on("error", () => {});
   redis.defineCommand("ssHistoryAppend", { lua: APPEND, numberOfKeys: 2 });
   redis.defineCommand("ssHistoryRead", { lua: READ, numberOfKeys: 2 });
   const s = redis as unknown as { ssHistoryAppend: Script; ssHistoryRead: Script };

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { IdemClaimResult, OfflinePutResult, StoredMessage } from "../../shared/ipc.js";
 import type { RedisTarget } from "../../shared/redis-target.js";
-import { createRedisClient, loadIoredis, type RedisClient } from "../redis/redis-clients.js";
+import { createStoreClient, loadIoredis, type RedisClient } from "../redis/redis-clients.js";
 import { waitForReady } from "../redis/wait-ready.js";
 import {
   type DeliveryStore,
@@ -298,18 +298,10 @@ const TAKE_TIMEOUT_MS = 10_000;
 const TAKE_SHA = createHash("sha1").update(TAKE).digest("hex");
 
 export function createRedisStore(opts: RedisStoreOptions): RedisStore {
-  const redis = createRedisClient(opts.target, {
-    // Fail at once while disconnected instead of queueing: the caller falls
-    // back to the host's store, and a push still answers.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: opts.commandTimeoutMs,
-    retryStrategy: (times) => Math.min(100 * times, 2_000),
-    lazyConnect: false,
+  const redis = createStoreClient(opts.target, {
     connectionName: "socket-server:delivery",
+    commandTimeoutMs: opts.commandTimeoutMs,
   });
-  // Errors surface on each command; the connection's own events would only repeat them.
-  redis.on("error", () => {});
   redis.defineCommand("ssPut", { lua: PUT });
   redis.defineCommand("ssConfirm", { lua: CONFIRM });
   redis.defineCommand("ssUnlease", { lua: UNLEASE, numberOfKeys: 1 });

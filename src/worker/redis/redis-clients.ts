@@ -105,3 +105,26 @@ export function createRedisClient(target: RedisTarget, options: ClientOptions): 
     retryDelayOnClusterDown: 200,
   });
 }
+
+/**
+ * A client for a store that has a fallback on the host (the offline store,
+ * room history): commands fail at once while disconnected instead of
+ * queueing, so the caller falls back and a push still answers; errors
+ * surface on each command (the connection's own events would only repeat
+ * them).
+ */
+export function createStoreClient(
+  target: RedisTarget,
+  opts: { connectionName: string; commandTimeoutMs: number },
+): RedisClient {
+  const client = createRedisClient(target, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: opts.commandTimeoutMs,
+    retryStrategy: (times) => Math.min(100 * times, 2_000),
+    lazyConnect: false,
+    connectionName: opts.connectionName,
+  });
+  client.on("error", () => {});
+  return client;
+}
