@@ -4,6 +4,7 @@ import { RoomHistory } from "../src/primary/room-history.js";
 import { type TestSocket, connectRegistered, emitAck } from "./support/client.js";
 import { signToken } from "./support/fixtures.js";
 import { useInProcessServer } from "./support/in-process.js";
+import { handshake, poll } from "./support/polling.js";
 import { waitFor } from "./support/wait.js";
 
 const until = (what: string, ok: () => boolean) =>
@@ -124,6 +125,45 @@ describe("recovery", () => {
     await push({ room, event: "msg", payload: 5 });
     await until("b.got.length === 4", () => b.got.length === 4);
     expect(b.got.map((g) => g.pos!.offset)).toEqual([2, 3, 4, 5]);
+  });
+
+  it("paces a history larger than the slow-consumer limit to a polling client that is slow to poll: all of it, no disconnect", async () => {
+    const room = fresh("feed:big");
+    const userId = fresh("big");
+    const a = await member(userId);
+    const { position } = await join(a.socket, room);
+    a.socket.disconnect();
+    // SIZE pushes of 400 kB: 2 MB against the default 1 MiB per socket.
+    const chunk = "x".repeat(400_000);
+    for (let i = 1; i <= SIZE; i++) await push({ room, event: "msg", payload: `${i}:${chunk}` });
+
+    // A raw long-polling client, so that it can stay away while the replay is written.
+    const port = Number(new URL(server.publicUrl).port);
+    const sid = await handshake(port);
+    const packets: string[] = [];
+    const get = async () => {
+      const r = await poll(port, { sid });
+      if (r.status !== 200) throw new Error(`poll: ${r.status} ${r.error ?? r.body}`);
+      packets.push(...r.body!.split("\x1e"));
+    };
+    const post = async (packet: string) => {
+      expect((await poll(port, { sid, method: "POST", body: packet })).status).toBe(200);
+    };
+    await post(`40${JSON.stringify({ token: await signToken(userId, { rooms: ["*"] }) })}`);
+    await get();
+    await post(`421["register",${JSON.stringify({ userId })}]`);
+    while (!packets.some((p) => p.startsWith("431"))) await get();
+    await post(`422["room:join",${JSON.stringify({ room, since: position })}]`);
+    // Three slow-consumer sweeps without polling.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const deadline = Date.now() + 20_000;
+    while (!packets.some((p) => p.startsWith("432")) && Date.now() < deadline) await get();
+    const ack = packets.find((p) => p.startsWith("432"));
+    expect(ack, packets.map((p) => p.slice(0, 40)).join(" | ")).toMatch(/"recovered":true/);
+    const got = packets
+      .filter((p) => p.startsWith('42["msg"'))
+      .map((p) => (JSON.parse(p.slice(2)) as [string, string])[1].split(":")[0]);
+    expect(got).toEqual(Array.from({ length: SIZE }, (_, i) => String(i + 1)));
   });
 
   it("pushes racing the replay come once, after it, in order", async () => {

@@ -12,6 +12,7 @@ import { metrics } from "../../shared/metrics.js";
 import { roomAllowed } from "../../shared/names.js";
 import type { GatewayHooks, GatewayServer, GatewaySocket } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
+import { bufferedBytes, connectionOf, transportDrained } from "../sio-internals.js";
 import { createPrimaryHistory, type HistoryStore, withHistoryFallback } from "./history-store.js";
 import { createRedisHistory } from "./redis-history.js";
 import { createRoomOrder } from "./room-order.js";
@@ -36,6 +37,8 @@ import { createRoomOrder } from "./room-order.js";
 
 /** How long a frame past a gap waits for the frames before it (room-order.ts). */
 const REORDER_WAIT_MS = 250;
+/** Longest a recovering socket may take to accept its history (then: recovered: false). */
+const REPLAY_MAX_MS = 30_000;
 
 export interface HistoryRooms {
   covers(room: string): boolean;
@@ -70,6 +73,7 @@ export function createHistoryRooms(deps: {
   const patterns = cfg.HISTORY_ROOMS;
   const covers = (room: string) => patterns.length > 0 && roomAllowed(room, patterns);
   const ttlMs = cfg.HISTORY_TTL_S * 1_000;
+  const highWaterBytes = Math.floor(cfg.MAX_BUFFERED_BYTES_PER_SOCKET / 2);
   const host = createPrimaryHistory(deps.primary, cfg.QUERY_TIMEOUT_MS + 1_000);
   const redis =
     cfg.redis && patterns.length > 0
@@ -162,6 +166,36 @@ export function createHistoryRooms(deps: {
     return positions;
   }
 
+  /**
+   * Writes the history's entries in order, paced by the socket's output
+   * (engine.io's queue plus ws' send buffer) like the offline store's
+   * replay, so a long history does not trip the slow-consumer limit.
+   * Returns how many were written: fewer if the socket went away or did not
+   * take them within REPLAY_MAX_MS.
+   */
+  async function replay(
+    socket: GatewaySocket,
+    room: string,
+    read: Extract<HistoryRead, { recovered: true }>,
+  ): Promise<number> {
+    const conn = connectionOf(socket);
+    const deadline = Date.now() + REPLAY_MAX_MS;
+    let written = 0;
+    for (const e of read.entries) {
+      while (socket.connected && bufferedBytes(conn) > highWaterBytes && Date.now() < deadline) {
+        await transportDrained(conn, 50);
+      }
+      if (!socket.connected || Date.now() >= deadline) break;
+      socket.emit(e.event, JSON.parse(e.payloadJson), {
+        room,
+        epoch: read.position.epoch,
+        offset: e.offset,
+      });
+      written += 1;
+    }
+    return written;
+  }
+
   async function recover(
     socket: GatewaySocket,
     room: string,
@@ -182,14 +216,10 @@ export function createHistoryRooms(deps: {
     try {
       if (read) order.startAt(room, read.position.epoch, read.position.offset);
       if (read?.recovered) {
-        for (const e of read.entries) {
-          socket.emit(e.event, JSON.parse(e.payloadJson), {
-            room,
-            epoch: read.position.epoch,
-            offset: e.offset,
-          });
-        }
-        metrics.historyReplayed.inc(read.entries.length);
+        const written = await replay(socket, room, read);
+        metrics.historyReplayed.inc(written);
+        // Cut short (the socket cannot take it in time): the client refetches.
+        if (written < read.entries.length) read = { recovered: false, position: read.position };
       }
       // Live frames the history already covered are not sent twice.
       const covered = read?.position;
