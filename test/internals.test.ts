@@ -21,6 +21,7 @@ import {
   ackIdCounter,
   bufferedBytes,
   connectionOf,
+  countOutgoingEvents,
   engineConnections,
   outputIdle,
   pendingAcks,
@@ -116,6 +117,33 @@ describe("Socket.IO and engine.io (sio-internals.ts)", () => {
     s.on("q", (cb: (v: unknown) => void) => cb({ ok: false, error: { code: "X" } }));
     expect(await c.emitWithAck("q")).toEqual({ ok: false, error: { code: "X" } });
     expect(sent).toEqual([[{ ok: false, error: { code: "X" } }]]);
+  });
+
+  it("Socket.prototype.notifyOutgoingListeners runs once per recipient, with one packet per broadcast", async () => {
+    const runs: [unknown, number][] = [];
+    const flush = countOutgoingEvents((event, n) => {
+      if (typeof event === "string" && event.startsWith("pin:")) runs.push([event, n]);
+    });
+    expect(flush).toBeTypeOf("function");
+    const pairs = [await pair(), await pair(), await pair()];
+    const got = (event: string, n: number) =>
+      Promise.all(pairs.slice(0, n).map(({ c }) => new Promise((r) => c.once(event, r))));
+    for (const { s } of pairs) s.join("pin-room");
+    const all = got("pin:all", 3);
+    io.to("pin-room").emit("pin:all", 1);
+    await all;
+    const one = got("pin:one", 1);
+    pairs[0]!.s.emit("pin:one", 2);
+    await one;
+    const again = got("pin:all", 3);
+    io.to("pin-room").emit("pin:all", 3);
+    await again;
+    flush!();
+    expect(runs).toEqual([
+      ["pin:all", 3],
+      ["pin:one", 1],
+      ["pin:all", 3],
+    ]);
   });
 
   it("engine.clients holds every open connection by id, as socket.conn", async () => {

@@ -174,6 +174,40 @@ describe("aggregated /metrics, two workers", () => {
     });
   });
 
+  it("counts each event a broadcast sends once per socket, on both workers", async () => {
+    // Sockets on both workers (each worker accepts its own connections, so
+    // a few may land on one): at least 4, and more until both hold some.
+    const sockets: TestSocket[] = [];
+    while (sockets.length < 4 || new Set(sockets.map(slotOf)).size < 2) {
+      expect(sockets.length).toBeLessThan(40);
+      const u = `b${sockets.length}`;
+      sockets.push(await connectRegistered(server.publicUrl, await signToken(u), u));
+    }
+    const users = sockets.map((_, i) => `b${i}`);
+    const base = await waitFor(
+      "only this test's sockets",
+      async () => {
+        const m = await scrape(server.apiUrl);
+        return m.value("socket_server_gateway_connections") === users.length ? m : undefined;
+      },
+      20_000,
+    );
+    const before = base.value("socket_server_gateway_events_out_total", { kind: "push" })!;
+    // Broadcast, a push to one user, broadcast: three runs, counted apart.
+    const send = async (body: Record<string, unknown>, to: TestSocket[]) => {
+      const got = to.map((s) => nextEvent(s, "all"));
+      expect((await server.api("POST", "/api/push", { event: "all", ...body })).status).toBe(202);
+      await Promise.all(got);
+    };
+    await send({ broadcast: true, payload: 1 }, sockets);
+    await send({ userId: "b0", payload: 2 }, [sockets[0]!]);
+    await send({ broadcast: true, payload: 3 }, sockets);
+    const after = await scrape(server.apiUrl);
+    expect(after.value("socket_server_gateway_events_out_total", { kind: "push" })).toBe(
+      before + 2 * users.length + 1,
+    );
+  });
+
   it("answers while a worker is stuck: worker_up 0, its counters kept, its gauges left out", async () => {
     const a = await connectRegistered(server.publicUrl, await signToken("s0"), "s0");
     const b = await connectRegistered(server.publicUrl, await signToken("s1"), "s1");

@@ -52,6 +52,45 @@ export function wrapAckFunctions(wrap: (send: AckFunction) => AckFunction): bool
   return true;
 }
 
+/**
+ * Counts the events emitted to clients without a listener per socket:
+ * Socket.IO calls the private `Socket.prototype.notifyOutgoingListeners(packet)`
+ * once for every recipient of every emit, to one socket or broadcast (v4;
+ * `onAnyOutgoing` listeners run from it), and a broadcast passes the same
+ * packet object for each of its recipients in this process. So a run of
+ * calls with one packet is one event sent to `n` sockets: the patch only
+ * counts the run, and `sink(event, n)` runs once per broadcast instead of a
+ * listener per recipient (which copied the listener array and hashed the
+ * metric's labels for each of 10,000 sockets). Returns the flush that hands
+ * over the run in progress (call it before reading the counts), or
+ * undefined if the method is gone. Patches the prototype: once per process.
+ */
+export function countOutgoingEvents(
+  sink: (event: unknown, sockets: number) => void,
+): (() => void) | undefined {
+  const proto = Socket.prototype as unknown as {
+    notifyOutgoingListeners?: (packet: { data?: unknown[] }) => void;
+  };
+  const original = proto.notifyOutgoingListeners;
+  if (typeof original !== "function") return undefined;
+  let run: { data?: unknown[] } | null = null;
+  let n = 0;
+  const flush = () => {
+    if (run) sink(run.data?.[0], n);
+    run = null;
+    n = 0;
+  };
+  proto.notifyOutgoingListeners = function (this: unknown, packet) {
+    if (packet !== run) {
+      flush();
+      run = packet;
+    }
+    n += 1;
+    original.call(this, packet);
+  };
+  return flush;
+}
+
 // ---- engine.io ----
 
 /** What this server reads of an engine.io connection (`socket.conn`) beyond its typings. */

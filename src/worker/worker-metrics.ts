@@ -16,13 +16,14 @@ import {
   type RoomsPageAnswer,
 } from "../shared/observability.js";
 import type { GatewayServer, GatewaySocket } from "./gateway/gateway.js";
-import { wrapAckFunctions } from "./sio-internals.js";
+import { countOutgoingEvents, wrapAckFunctions } from "./sio-internals.js";
 
 /**
  * A worker's instrumentation and its answers to the primary's metrics and
- * dashboard queries. Counting is per socket with shared listener functions
- * (no closure per socket); gauges are sampled only when the primary asks, so
- * a worker pays nothing for them between scrapes.
+ * dashboard queries. Incoming events are counted per socket with shared
+ * listener functions (no closure per socket), outgoing ones once per emit or
+ * broadcast with the number of sockets it reached; gauges are sampled only
+ * when the primary asks, so a worker pays nothing for them between scrapes.
  */
 
 export interface WorkerMetricsDeps {
@@ -67,10 +68,13 @@ function countIncoming(event: unknown): void {
   else forwardIn.inc();
 }
 
-function countOutgoing(event: unknown): void {
-  if (SYSTEM_EVENTS.has(event)) systemOut.inc();
-  else pushOut.inc();
+function countOutgoing(event: unknown, sockets: number): void {
+  if (SYSTEM_EVENTS.has(event)) systemOut.inc(sockets);
+  else pushOut.inc(sockets);
 }
+
+/** Hands over the outgoing events counted since the last call (set once per process). */
+let flushOutgoing: (() => void) | undefined;
 
 function countDisconnect(reason: string): void {
   metrics.disconnects.inc({ reason: reason.replaceAll(" ", "_") });
@@ -105,6 +109,7 @@ async function apiErrors(): Promise<number> {
 
 /** The counters behind the dashboard's rates; the README lists the same sums. */
 async function rateTotals(): Promise<RateTotals> {
+  flushOutgoing?.();
   const [eventsIn, eventsOut, auth, rejections, api, logs] = await Promise.all([
     total(metrics.eventsIn),
     total(metrics.eventsOut),
@@ -127,11 +132,13 @@ export function createWorkerObservability(deps: WorkerMetricsDeps): WorkerObserv
   collectProcessMetrics(registry, worker);
   if (deps.redis) registerRedisMetrics();
   countErrorAcks();
+  // Per broadcast, not per recipient (sio-internals.ts); test/metrics.test.ts
+  // fails if it stops counting.
+  flushOutgoing ??= countOutgoingEvents(countOutgoing);
 
   io.on("connection", (socket: GatewaySocket) => {
     metrics.connects.inc();
     socket.prependAny(countIncoming);
-    socket.onAnyOutgoing(countOutgoing);
     socket.on("disconnect", countDisconnect);
   });
 
@@ -187,6 +194,7 @@ export function createWorkerObservability(deps: WorkerMetricsDeps): WorkerObserv
     counts: () => ({ users: index.userRooms.size, rooms: index.otherRooms.size }),
     async metricsAnswer() {
       sample();
+      flushOutgoing?.();
       return {
         pid: process.pid,
         metrics: (await registry.getMetricsAsJSON()) as unknown as MetricsJson,
