@@ -1,4 +1,5 @@
 import { execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { TEST_API_KEY, TEST_DASHBOARD_TOKEN, TEST_JWT_SECRET } from "./support/fixtures.js";
 import { track, waitExit } from "./support/processes.js";
@@ -43,8 +44,20 @@ describe("start and stop", () => {
     expect(err).not.toContain("short-secret-value");
   });
 
+  it("`npm start` builds first (prestart), as the quick start needs from a fresh checkout", () => {
+    const { scripts } = JSON.parse(
+      readFileSync(new URL("../package.json", import.meta.url), "utf8"),
+    ) as {
+      scripts: Record<string, string>;
+    };
+    // The build itself ran before the tests (pretest) and dist/main.js is what they fork.
+    expect(scripts["prestart"]).toMatch(/^npm run build\b/);
+    expect(scripts["build"]).toMatch(/\btsc -p tsconfig\.json\b/);
+  });
+
   it("`npm start` execs node, so SIGTERM to npm's process reaches the primary", async () => {
-    const child = spawn("npm", ["start", "--silent"], {
+    // Without its prestart: the build ran before the tests, and the test above checks the wiring.
+    const child = spawn("npm", ["start", "--silent", "--ignore-scripts"], {
       env: {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
