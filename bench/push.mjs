@@ -29,8 +29,9 @@ const SPEC = {
   PUSH_USERS: [1000, "registered websocket clients, one per user"],
   PUSH_CONNECTIONS: [32, "autocannon HTTP keep-alive connections"],
   PUSH_PIPELINING: [1, "requests in flight per connection"],
+  PUSH_RATE: [0, "requests per second, all connections together (0: as fast as they go)"],
   PUSH_DURATION_S: [10, "measured seconds per target and round"],
-  PUSH_WARMUP_S: [2, "unmeasured seconds of the same load first"],
+  PUSH_WARMUP_S: [2, "unmeasured seconds of the same load first (0: none)"],
   PUSH_SETTLE_MS: [3000, "longest wait for the last deliveries after the load stops"],
   PUSH_BATCH_SIZE: [10, "pushes per /api/push/batch request (0: skip the batch run)"],
   PUSH_ALG: ["ES256", "JWT algorithm of the clients (ES256 or HS256)"],
@@ -48,11 +49,14 @@ async function measure(target, o, lag, state, path, batch, roomPrefix) {
       duration,
       path,
       batch,
+      ...(o.PUSH_RATE > 0 ? { rate: o.PUSH_RATE } : {}),
       ...(roomPrefix ? { roomPrefix, rooms: o.PUSH_ROOMS } : {}),
     });
   const delivered = () => state.delivered;
-  await cannon(o.PUSH_WARMUP_S);
-  await settle(delivered, o.PUSH_SETTLE_MS);
+  if (o.PUSH_WARMUP_S > 0) {
+    await cannon(o.PUSH_WARMUP_S);
+    await settle(delivered, o.PUSH_SETTLE_MS);
+  }
   state.reset();
   const meter = loadMeter(target, lag);
   const res = await cannon(o.PUSH_DURATION_S);

@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +12,7 @@ import {
   emitAck,
   nextEvent,
 } from "./support/client.js";
+import { startInProcess, type TestServer } from "./support/in-process.js";
 import { track, waitExit } from "./support/processes.js";
 import { scrape } from "./support/prom-text.js";
 import { freePort } from "./support/redis.js";
@@ -25,7 +27,9 @@ import { waitFor } from "./support/wait.js";
  * 2-worker cluster: it verifies signatures, answers events and pushes back
  * through /api/push with the key both commands share. A second pair, whose
  * example holds a key the server does not know, shows a refused push
- * answered as a rejection, not retried. `go vet` and `go test` run too.
+ * answered as a rejection, not retried; there the server runs in this process
+ * (one worker behind the primary's modules: the cluster is not the subject).
+ * `go vet` and `go test` run too.
  */
 
 const EXAMPLE = fileURLToPath(new URL("../examples/go-backend", import.meta.url));
@@ -83,7 +87,7 @@ async function startGoBackend(binary: string, env: Record<string, string>): Prom
 }
 
 /** A token from the demo's endpoint, as the demo page gets one (rooms `demo:*` and `lobby`). */
-async function demoToken(server: RunningServer, userId: string): Promise<string> {
+async function demoToken(server: { publicUrl: string }, userId: string): Promise<string> {
   const res = await fetch(`${server.publicUrl}/demo/token`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -99,23 +103,28 @@ describe("the Go example backend, as the docs run it", () => {
   const docs = docsCommands();
   const gos: GoBackend[] = [];
   let server: RunningServer;
-  let refusing: RunningServer;
+  let refusing: TestServer;
   let go: GoBackend;
   let refusingGo: GoBackend;
 
   beforeAll(async () => {
-    const binary = join(mkdtempSync(join(tmpdir(), "ss-go-")), "go-backend");
+    // One binary per checkout, rebuilt by go when the example changes: an
+    // unchanged one is not linked again (0.7 s of CPU).
+    const checkout = createHash("sha256").update(EXAMPLE).digest("hex").slice(0, 12);
+    const binary = join(tmpdir(), `ss-go-backend-${checkout}`);
     execFileSync("go", ["build", "-o", binary, "."], { cwd: EXAMPLE, stdio: "pipe", env: GO_ENV });
     // Each pair: the API port first (the example pushes to it), then the example, then the server.
-    const pair = async (goEnv: Record<string, string>, workers: number) => {
+    const pair = async <S>(
+      goEnv: Record<string, string>,
+      start: (opts: { bare: true; env: Record<string, string | undefined> }) => Promise<S>,
+    ) => {
       const apiPort = await freePort();
       const backend = await startGoBackend(binary, {
         ...goEnv,
         SOCKET_SERVER_API_URL: `http://127.0.0.1:${apiPort}`,
       });
       gos.push(backend);
-      const started = await startServer({
-        workers,
+      const started = await start({
         bare: true,
         env: {
           // npm start with nothing else set: dev mode, a generated JWT secret, the demo.
@@ -128,8 +137,8 @@ describe("the Go example backend, as the docs run it", () => {
       return { backend, started };
     };
     const [ok, refused] = await Promise.all([
-      pair(docs.go, 2),
-      pair({ ...docs.go, SOCKET_SERVER_API_KEY: "not-a-key-of-this-server-0123" }, 1),
+      pair(docs.go, (opts) => startServer({ ...opts, workers: 2 })),
+      pair({ ...docs.go, SOCKET_SERVER_API_KEY: "not-a-key-of-this-server-0123" }, startInProcess),
     ]);
     go = ok.backend;
     server = ok.started;
