@@ -22,6 +22,7 @@ export default defineConfig({
         "test/bench-smoke.test.ts",
         "test/multihost-sentinel.test.ts",
         "test/replay-crash.test.ts",
+        "test/cluster.test.ts",
         "test/multihost-cluster.test.ts",
       ]),
     },

@@ -6,7 +6,9 @@ import { type RunningServer, startServer } from "./support/server.js";
 
 // The browser client in headless Chromium, through the demo page (which loads
 // /client.js): the server restarts on the same ports, and the page
-// reconnects, re-registers and shows the next push by itself.
+// reconnects, re-registers and shows the next push by itself. One worker: the
+// browser client is the subject; a session's requests reaching their owner
+// among several workers is cluster.test.ts's and front-door.test.ts's.
 
 let server: RunningServer | undefined;
 let browser: Browser;
@@ -15,7 +17,7 @@ let ports: { PORT: string; API_PORT: string };
 // start, so after the restart only a token fetched again is accepted.
 const start = () =>
   startServer({
-    workers: 2,
+    workers: 1,
     env: { ...ports, NODE_ENV: "development", JWT_SECRET: undefined },
   });
 

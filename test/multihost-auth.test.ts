@@ -68,10 +68,10 @@ describe("Redis authentication and TLS", () => {
       "+info",
     ]);
     try {
-      const a = await host({ REDIS_URL: `redis://:${PASSWORD}@127.0.0.1:${redis.port}` });
-      const b = await host({
-        REDIS_URL: `redis://hostb:${ACL_PASSWORD}@127.0.0.1:${redis.port}/0`,
-      });
+      const [a, b] = await Promise.all([
+        host({ REDIS_URL: `redis://:${PASSWORD}@127.0.0.1:${redis.port}` }),
+        host({ REDIS_URL: `redis://hostb:${ACL_PASSWORD}@127.0.0.1:${redis.port}/0` }),
+      ]);
       await waitForHosts([a, b], 1);
       await crossHostPush(a, b, "auth-u1");
       await crossHostPush(b, a, "auth-u2");
@@ -168,8 +168,7 @@ describe("Redis authentication and TLS", () => {
       ]);
       try {
         const env = { REDIS_URL: `rediss://localhost:${tlsPort}`, NODE_EXTRA_CA_CERTS: cert };
-        const a = await host(env);
-        const b = await host(env);
+        const [a, b] = await Promise.all([host(env), host(env)]);
         await waitForHosts([a, b], 1);
         await crossHostPush(a, b, "tls-u1");
         expect(a.output()).toContain('"tls":true');

@@ -55,6 +55,34 @@ export async function handshake(port: number, from?: string): Promise<string> {
 
 export const slotOfSid = (sid: string) => Number.parseInt(sid.split("_")[0]!, 36);
 
+/**
+ * A whole Socket.IO connect over long-polling, as socket.io-client makes it:
+ * the handshake, then the namespace CONNECT posted while a GET waits for the
+ * answer. Resolves with the session's sid once the answer is CONNECT
+ * (`40{"sid":…}`); rejects with what came instead.
+ */
+export async function pollingConnect(port: number, auth: unknown, timeoutMs = 10_000) {
+  const sid = await handshake(port);
+  const answer = poll(port, { sid, timeoutMs });
+  const posted = await poll(port, {
+    sid,
+    method: "POST",
+    body: `40${JSON.stringify(auth)}`,
+    timeoutMs,
+  });
+  if (posted.status !== 200) throw new Error(`CONNECT post: ${posted.status} ${posted.error}`);
+  const got = await answer;
+  const packets = got.body?.split("\x1e") ?? [];
+  if (!packets.some((p) => p.startsWith('40{"sid":'))) {
+    throw new Error(`no CONNECT answer: ${got.status} ${got.error ?? got.body}`);
+  }
+  return {
+    sid,
+    /** Closes the session (Engine.IO close packet), as the client's close() does. */
+    close: () => poll(port, { sid, method: "POST", body: "1", timeoutMs }),
+  };
+}
+
 /** Loopback source addresses 127.0.0.2, 127.0.0.3, … */
 export const source = (i: number) => `127.0.${Math.floor(i / 250)}.${(i % 250) + 2}`;
 

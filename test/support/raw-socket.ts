@@ -36,7 +36,11 @@ export class RawSocket {
   }
 
   /** Opens the websocket and waits for Engine.IO's open packet. */
-  static async open(publicUrl: string, headers: Record<string, string> = {}): Promise<RawSocket> {
+  static async open(
+    publicUrl: string,
+    headers: Record<string, string> = {},
+    timeoutMs = 5_000,
+  ): Promise<RawSocket> {
     const url = `${publicUrl.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websocket`;
     const ws = new WebSocket(url, { headers });
     const s = new RawSocket(ws);
@@ -47,7 +51,7 @@ export class RawSocket {
       );
       ws.once("open", () => resolve());
     });
-    await s.next((f) => f.startsWith("0{"));
+    await s.next((f) => f.startsWith("0{"), timeoutMs);
     return s;
   }
 
@@ -55,10 +59,11 @@ export class RawSocket {
   static async connect(
     publicUrl: string,
     auth: unknown,
+    timeoutMs = 5_000,
   ): Promise<{ s: RawSocket; answer: string }> {
-    const s = await RawSocket.open(publicUrl);
+    const s = await RawSocket.open(publicUrl, {}, timeoutMs);
     s.send(`40${JSON.stringify(auth)}`);
-    const answer = await s.next((f) => f.startsWith("40") || f.startsWith("44"));
+    const answer = await s.next((f) => f.startsWith("40") || f.startsWith("44"), timeoutMs);
     return { s, answer };
   }
 
