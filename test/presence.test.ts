@@ -194,13 +194,25 @@ describe("signals", () => {
     for (const s of [sender, senderTab, peer]) await join(s, room);
     const got = [sender, senderTab, peer, outsider].map((s) => record(s, "room:signal"));
 
-    expect(
-      await emitAck(sender, "room:signal", { room, name: "typing", data: { on: true } }),
-    ).toEqual({ ok: true });
+    // Signals are volatile (at most once): one that reaches a socket in the
+    // same tick as another packet to it (here the presence notices of these
+    // joins, relayed through the primary) is dropped for that socket, as
+    // Socket.IO drops any volatile packet while the transport is writing. On
+    // a loaded machine that happens, so the sender repeats the signal, as a
+    // typing indicator does, until both other sockets have one.
     const signal = { room, name: "typing", data: { on: true }, from: "s-ann" };
-    await until("the signal on both other sockets", () => got[1]!.length + got[2]!.length === 2);
-    expect(got[1]).toEqual([signal]);
-    expect(got[2]).toEqual([signal]);
+    for (let sent = 0; !(got[1]!.length > 0 && got[2]!.length > 0); sent++) {
+      expect(sent).toBeLessThan(5);
+      expect(
+        await emitAck(sender, "room:signal", { room, name: "typing", data: { on: true } }),
+      ).toEqual({ ok: true });
+      await until(
+        "the signal on both other sockets",
+        () => got[1]!.length * got[2]!.length > 0,
+        1_000,
+      ).catch(() => {});
+    }
+    for (const list of [got[1]!, got[2]!]) for (const g of list) expect(g).toEqual(signal);
     // A forwarded event after it: once the backend has it, a forwarded signal would have come first.
     expect(await emitAck(peer, "probe", { n: 1 })).toMatchObject({ ok: true });
     expect(backend.requests.map((r) => r.body?.event)).toEqual(["probe"]);
