@@ -101,6 +101,28 @@ function connectError(refusal: ErrorCode | HandshakeRefusal): Error {
 }
 
 /** Sends the reason, then disconnects (the client sees `server:disconnect` first). */
+/** Longest a join's ack waits for the room's subscription on Redis. */
+const ROOM_SUBSCRIBE_WAIT_MS = 2_000;
+
+/**
+ * Settles once pushes from other hosts to `room` reach this socket: with
+ * Redis in sharded mode, once the room channel's SSUBSCRIBE is confirmed
+ * (`roomSubscribed` in redis/hosts-adapter.ts), at most
+ * ROOM_SUBSCRIBE_WAIT_MS; undefined with any other adapter, where a join
+ * takes effect at once. So an ack of `register` or `room:join` means a push
+ * sent after it, from any host, arrives.
+ */
+function roomReachable(socket: GatewaySocket, room: string): Promise<void> | undefined {
+  const adapter = socket.nsp.adapter as { roomSubscribed?: (room: string) => Promise<void> };
+  const subscribed = adapter.roomSubscribed?.(room);
+  if (!subscribed) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const cap = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ROOM_SUBSCRIBE_WAIT_MS);
+  });
+  return Promise.race([subscribed, cap]).finally(() => clearTimeout(timer));
+}
+
 export function disconnectWith(socket: GatewaySocket, code: DisconnectReason): void {
   metrics.serverDisconnects.inc({ code });
   socket.emit(SERVER_DISCONNECT_EVENT, { code, message: DISCONNECT_REASONS[code] });
@@ -173,8 +195,11 @@ export function attachGateway(deps: GatewayDeps): void {
       socket.data.userId = userId;
       clearTimeout(registerTimer);
       socket.join(userRoom(userId));
-      Promise.resolve(hooks.beforeRegisterAck?.(socket, userId))
-        .then((replayed) => {
+      Promise.all([
+        hooks.beforeRegisterAck?.(socket, userId),
+        roomReachable(socket, userRoom(userId)),
+      ])
+        .then(([replayed]) => {
           reply({
             ok: true,
             userId,
@@ -225,6 +250,11 @@ export function attachGateway(deps: GatewayDeps): void {
           return;
         }
         socket.join(room);
+        const reachable = roomReachable(socket, room);
+        if (reachable) {
+          void reachable.then(() => reply({ ok: true, room, rooms: roomsOf(socket) }));
+          return;
+        }
       } else {
         socket.leave(room);
       }

@@ -119,12 +119,31 @@ export function createHostsAdapter(deps: HostsAdapterDeps): (nsp: any) => Adapte
     private readonly base: string;
     private readonly responseChannel: string;
     private readonly timer: NodeJS.Timeout;
+    /** Sharded: rooms whose channel's SSUBSCRIBE Redis has not confirmed yet. */
+    private readonly subscribing = new Map<string, Promise<void>>();
     private readonly onRoomCreated = (room: string) => {
-      if (!this.sids.has(room)) link.subscribe("shard", this.roomChannel(room), this.onRaw);
+      if (this.sids.has(room)) return;
+      const done: Promise<void> = link
+        .subscribe("shard", this.roomChannel(room), this.onRaw)
+        .finally(() => {
+          if (this.subscribing.get(room) === done) this.subscribing.delete(room);
+        });
+      this.subscribing.set(room, done);
     };
     private readonly onRoomDeleted = (room: string) => {
       if (!this.sids.has(room)) link.unsubscribe("shard", this.roomChannel(room));
     };
+
+    /**
+     * Resolves once what other hosts send to `room` reaches this worker: in
+     * sharded mode, once Redis has confirmed the room channel's SSUBSCRIBE
+     * (on a Redis Cluster the first one to a master also opens ioredis'
+     * subscriber connection to it). A push from another host right after a
+     * join would otherwise be published before the subscription exists.
+     */
+    roomSubscribed(room: string): Promise<void> {
+      return this.subscribing.get(room) ?? Promise.resolve();
+    }
 
     // biome-ignore lint/suspicious/noExplicitAny: socket.io's Namespace type is `any` in the adapter API
     constructor(nsp: any) {

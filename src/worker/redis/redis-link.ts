@@ -53,8 +53,12 @@ export interface RedisLink {
   up(): boolean;
   /** Why it is down, for /ready ("shard 10.0.0.7:6379 down", "ECONNREFUSED"). */
   downReason(): string | undefined;
-  /** Subscribes now if connected, and again after every reconnect. */
-  subscribe(kind: SubscriptionKind, name: string, handler: MessageHandler): void;
+  /**
+   * Subscribes now if connected, and again after every reconnect. Resolves
+   * once Redis has confirmed this subscription (or refused it), or at once
+   * while it is not connected.
+   */
+  subscribe(kind: SubscriptionKind, name: string, handler: MessageHandler): Promise<void>;
   unsubscribe(kind: SubscriptionKind, name: string): void;
   /** Resolves true once up, or false after timeoutMs (start degraded). */
   whenUp(timeoutMs: number): Promise<boolean>;
@@ -128,23 +132,28 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
       "redis refused a subscription: messages from other hosts will not arrive (check the ACL: &<REDIS_KEY_PREFIX>:*)",
     );
   };
-  const send = (kind: SubscriptionKind, names: string[], on: boolean): void => {
-    if (names.length === 0) return;
+  /** Resolves when Redis has answered every command sent (they never reject). */
+  const send = (kind: SubscriptionKind, names: string[], on: boolean): Promise<void> => {
+    if (names.length === 0) return Promise.resolve();
     if (sub.status !== "ready") {
       if (cluster) for (const n of names) retry[kind].add(n);
-      return;
+      return Promise.resolve();
     }
+    const answers: Promise<unknown>[] = [];
     for (let i = 0; i < names.length; i += SUBSCRIBE_CHUNK) {
       const chunk = names.slice(i, i + SUBSCRIBE_CHUNK);
       if (kind === "channel") {
-        void (on ? sub.subscribe(...chunk) : sub.unsubscribe(...chunk)).catch(failed(kind, chunk));
+        answers.push(
+          (on ? sub.subscribe(...chunk) : sub.unsubscribe(...chunk)).catch(failed(kind, chunk)),
+        );
       } else {
         // Sharded channels one by one: a cluster refuses a multi-slot SSUBSCRIBE.
         for (const c of chunk) {
-          void (on ? sub.ssubscribe(c) : sub.sunsubscribe(c)).catch(failed(kind, [c]));
+          answers.push((on ? sub.ssubscribe(c) : sub.sunsubscribe(c)).catch(failed(kind, [c])));
         }
       }
     }
+    return Promise.all(answers).then(() => {});
   };
   /** Cluster: hands ioredis what it has not taken yet, as the wanted set says now. */
   const retryPending = () => {
@@ -278,10 +287,10 @@ export function createRedisLink(deps: RedisLinkDeps): RedisLink {
     subscribe(kind, name, handler) {
       const had = wanted[kind].has(name);
       wanted[kind].set(name, handler);
-      if (!had) send(kind, [name], true);
+      return had ? Promise.resolve() : send(kind, [name], true);
     },
     unsubscribe(kind, name) {
-      if (wanted[kind].delete(name)) send(kind, [name], false);
+      if (wanted[kind].delete(name)) void send(kind, [name], false);
     },
     whenUp(timeoutMs) {
       if (isUp) return Promise.resolve(true);
