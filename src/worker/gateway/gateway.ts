@@ -100,7 +100,6 @@ function connectError(refusal: ErrorCode | HandshakeRefusal): Error {
   return err;
 }
 
-/** Sends the reason, then disconnects (the client sees `server:disconnect` first). */
 /** Longest a join's ack waits for the room's subscription on Redis. */
 const ROOM_SUBSCRIBE_WAIT_MS = 2_000;
 
@@ -123,6 +122,7 @@ function roomReachable(socket: GatewaySocket, room: string): Promise<void> | und
   return Promise.race([subscribed, cap]).finally(() => clearTimeout(timer));
 }
 
+/** Sends the reason, then disconnects (the client sees `server:disconnect` first). */
 export function disconnectWith(socket: GatewaySocket, code: DisconnectReason): void {
   metrics.serverDisconnects.inc({ code });
   socket.emit(SERVER_DISCONNECT_EVENT, { code, message: DISCONNECT_REASONS[code] });
