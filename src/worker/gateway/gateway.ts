@@ -107,12 +107,15 @@ const ROOM_SUBSCRIBE_WAIT_MS = 2_000;
  * Settles once pushes from other hosts to `room` reach this socket: with
  * Redis in sharded mode, once the room channel's SSUBSCRIBE is confirmed
  * (`roomSubscribed` in redis/hosts-adapter.ts), at most
- * ROOM_SUBSCRIBE_WAIT_MS; undefined with any other adapter, where a join
- * takes effect at once. So an ack of `register` or `room:join` means a push
+ * ROOM_SUBSCRIBE_WAIT_MS; undefined when there is nothing to wait for (any
+ * other adapter, where a join takes effect at once, or a room already
+ * subscribed). So an ack of `register` or `room:join` means a push
  * sent after it, from any host, arrives.
  */
 function roomReachable(socket: GatewaySocket, room: string): Promise<void> | undefined {
-  const adapter = socket.nsp.adapter as { roomSubscribed?: (room: string) => Promise<void> };
+  const adapter = socket.nsp.adapter as {
+    roomSubscribed?: (room: string) => Promise<void> | undefined;
+  };
   const subscribed = adapter.roomSubscribed?.(room);
   if (!subscribed) return undefined;
   let timer: NodeJS.Timeout | undefined;

@@ -140,9 +140,10 @@ export function createHostsAdapter(deps: HostsAdapterDeps): (nsp: any) => Adapte
      * (on a Redis Cluster the first one to a master also opens ioredis'
      * subscriber connection to it). A push from another host right after a
      * join would otherwise be published before the subscription exists.
+     * Undefined when there is nothing to wait for.
      */
-    roomSubscribed(room: string): Promise<void> {
-      return this.subscribing.get(room) ?? Promise.resolve();
+    roomSubscribed(room: string): Promise<void> | undefined {
+      return this.subscribing.get(room);
     }
 
     // biome-ignore lint/suspicious/noExplicitAny: socket.io's Namespace type is `any` in the adapter API
