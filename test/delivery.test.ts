@@ -192,7 +192,7 @@ describe("acks", () => {
     const token = await signToken(user);
     // New sessions go to the workers in turn; keep connecting until both are used.
     const tabs = [await connectRegistered(server.publicUrl, token, user)];
-    while (tabs.length < 6 && new Set(tabs.map(slotOf)).size < 2) {
+    while (tabs.length < 20 && new Set(tabs.map(slotOf)).size < 2) {
       tabs.push(await connectRegistered(server.publicUrl, token, user));
     }
     const slots = tabs.map(slotOf);
