@@ -190,7 +190,7 @@ describe("acks", () => {
   it("counts both tabs of a user on different workers", async () => {
     const user = fresh("two");
     const token = await signToken(user);
-    // New sessions go to the workers in turn; keep connecting until both are used.
+    // The kernel spreads new connections over the workers; keep connecting until both are used.
     const tabs = [await connectRegistered(server.publicUrl, token, user)];
     while (tabs.length < 20 && new Set(tabs.map(slotOf)).size < 2) {
       tabs.push(await connectRegistered(server.publicUrl, token, user));
