@@ -1,7 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import http from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { closeAllClients } from "./client.js";
@@ -11,10 +9,6 @@ import { track, waitExit } from "./processes.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
 const WORKER_HOOKS = new URL("./worker-hooks.ts", import.meta.url).href;
-// V8's code cache, kept between runs: each forked process (primary, every
-// worker) compiles dist/ and node_modules ~0.1 s of CPU faster, and the
-// suite forks a hundred of them. Transparent to the code that runs.
-const COMPILE_CACHE = join(tmpdir(), "socket-server-test-compile-cache");
 
 export interface RunningServer {
   proc: ChildProcess;
@@ -83,11 +77,9 @@ export function testEnv(
 
 /** Starts the real server (`node dist/main.js`: primary + forked workers) on free ports. */
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
-  const env = testEnv(opts, {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    NODE_COMPILE_CACHE: COMPILE_CACHE,
-  });
+  // No NODE_COMPILE_CACHE here: dist/main.js turns on Node's compile cache
+  // itself, so every forked primary and worker compiles less after the first.
+  const env = testEnv(opts, { PATH: process.env.PATH, HOME: process.env.HOME });
   const args = opts.testHooks ? ["--import", WORKER_HOOKS, MAIN] : [MAIN];
   const proc = spawn(process.execPath, args, {
     env,
