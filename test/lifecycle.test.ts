@@ -1,4 +1,3 @@
-import http from "node:http";
 import type { Socket } from "socket.io-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type TestBackend, startBackend } from "./support/backend.js";
@@ -6,7 +5,12 @@ import { emitAck, nextEvent } from "./support/client.js";
 import { signToken } from "./support/fixtures.js";
 import { waitExit } from "./support/processes.js";
 import { closeOpened, open, until } from "./support/protection.js";
-import { type RunningServer, startServer, workerPids } from "./support/server.js";
+import {
+  requestOnFreshConnection,
+  type RunningServer,
+  startServer,
+  workerPids,
+} from "./support/server.js";
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -46,17 +50,6 @@ async function registered(server: RunningServer, userId: string, reconnection = 
 // The host is shared: no request of one test leaves a kept-alive connection
 // to a worker behind, which the next test's drain would wait for.
 const close = { connection: "close" };
-
-/** A GET on a connection of its own, answered or not: the response's head. */
-function getOnNewConnection(url: string): Promise<http.IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, headers: { connection: "close" } }, (res) => {
-      res.resume();
-      resolve(res);
-    });
-    req.on("error", reject);
-  });
-}
 
 async function statusPids(server: RunningServer): Promise<Map<number, number>> {
   const res = await server.api("GET", "/api/status", undefined, close);
@@ -231,9 +224,9 @@ describe("one host: rolling restarts, then SIGTERM", () => {
     expect(reasons).toContain("draining");
     // Nothing new is taken: another request on a new connection gets a 503 with Retry-After.
     // (Not fetch: its pool may hold a connection a worker took before the signal.)
-    const fresh = await getOnNewConnection(`${server.apiUrl}/api/status`);
-    expect(fresh.statusCode).toBe(503);
-    expect(fresh.headers["retry-after"]).toBeDefined();
+    const fresh = await requestOnFreshConnection("GET", `${server.apiUrl}/api/status`);
+    expect(fresh.status).toBe(503);
+    expect(fresh.headers?.["retry-after"]).toBeDefined();
 
     expect(await forward).toEqual({ ok: true, data: { slow: true } });
     const pushed = await push;

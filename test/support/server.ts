@@ -178,6 +178,7 @@ export function readBody(res: http.IncomingMessage): Promise<{ text: string; bod
 /** What a request on its own new connection came to: a status and body, or a connection error. */
 export interface FreshAnswer {
   status?: number;
+  headers?: http.IncomingHttpHeaders;
   /** The body parsed as JSON (undefined if it is not JSON). */
   body?: unknown;
   error?: string;
@@ -185,35 +186,37 @@ export interface FreshAnswer {
 }
 
 /**
- * A JSON POST on a new connection of its own (the balancer hands each new
- * connection to the next worker) with the test API key. A request still
- * unanswered after `timeoutMs` ends with the error "hung".
+ * A request on a new connection of its own (the balancer hands each new
+ * connection to the next worker; a pooled one may belong to a worker taken
+ * earlier) with the test API key, and a JSON body if one is given. A request
+ * still unanswered after `timeoutMs` ends with the error "hung".
  */
-export function postOnFreshConnection(
-  apiUrl: string,
-  path: string,
-  body: unknown,
+export function requestOnFreshConnection(
+  method: string,
+  url: string,
+  body?: unknown,
   timeoutMs = 10_000,
 ): Promise<FreshAnswer> {
   return new Promise((resolve) => {
     const t0 = Date.now();
-    const data = JSON.stringify(body);
+    const data = body === undefined ? undefined : JSON.stringify(body);
     const req = http.request(
-      `${apiUrl}${path}`,
+      url,
       {
-        method: "POST",
+        method,
         agent: false,
         headers: {
           authorization: `Bearer ${TEST_API_KEY}`,
-          "content-type": "application/json",
-          "content-length": Buffer.byteLength(data),
+          ...(data === undefined
+            ? {}
+            : { "content-type": "application/json", "content-length": Buffer.byteLength(data) }),
           connection: "close",
         },
         timeout: timeoutMs,
       },
       (res) => {
         void readBody(res).then(({ body }) =>
-          resolve({ status: res.statusCode ?? 0, body, ms: Date.now() - t0 }),
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, ms: Date.now() - t0 }),
         );
       },
     );
@@ -222,6 +225,14 @@ export function postOnFreshConnection(
     req.end(data);
   });
 }
+
+/** A JSON POST on a new connection of its own: `requestOnFreshConnection`. */
+export const postOnFreshConnection = (
+  apiUrl: string,
+  path: string,
+  body: unknown,
+  timeoutMs?: number,
+): Promise<FreshAnswer> => requestOnFreshConnection("POST", `${apiUrl}${path}`, body, timeoutMs);
 
 /** The pids of a server's workers, read from its process tree. */
 export async function workerPids(server: RunningServer): Promise<number[]> {
