@@ -241,26 +241,26 @@ export function attachGateway(deps: GatewayDeps): void {
             ackError("INVALID_PAYLOAD", "since must be { epoch: string, offset: integer >= 0 }"),
           );
         }
+        // Joined (by a hook or here): the ack once pushes from any host reach it.
+        const joined = (extra?: object) => {
+          const answer = () => reply({ ok: true, room, rooms: roomsOf(socket), ...extra });
+          const reachable = roomReachable(socket, room);
+          if (reachable) void reachable.then(answer);
+          else answer();
+        };
         const owned = hooks.joinRoom?.(socket, room, since);
         if (owned) {
-          owned.then(
-            (extra) => reply({ ok: true, room, rooms: roomsOf(socket), ...extra }),
-            (err: unknown) => {
-              log.error({ err, socketId: socket.id }, "room join hook failed");
-              reply(ackError("INTERNAL"));
-            },
-          );
-          return;
+          owned.then(joined, (err: unknown) => {
+            log.error({ err, socketId: socket.id }, "room join hook failed");
+            reply(ackError("INTERNAL"));
+          });
+        } else {
+          socket.join(room);
+          joined();
         }
-        socket.join(room);
-        const reachable = roomReachable(socket, room);
-        if (reachable) {
-          void reachable.then(() => reply({ ok: true, room, rooms: roomsOf(socket) }));
-          return;
-        }
-      } else {
-        socket.leave(room);
+        return;
       }
+      socket.leave(room);
       reply({ ok: true, room, rooms: roomsOf(socket) });
     };
     socket.on("room:join", roomOp("join"));
