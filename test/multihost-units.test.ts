@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/shared/config.js";
-import { frame, hasBinary, unframe } from "../src/worker/redis/hosts-adapter.js";
+import { frame, hasBinary, orderedPublisher, unframe } from "../src/worker/redis/hosts-adapter.js";
 import type { Cluster } from "ioredis";
 import { describeRedisTarget } from "../src/shared/redis-target.js";
 import {
@@ -40,6 +40,76 @@ describe("frame between hosts", () => {
     expect(unframe(Buffer.from("no header line"))).toBeUndefined();
     expect(unframe(Buffer.from('{"not":"an array"}\n{}'))).toBeUndefined();
     expect(unframe(Buffer.from('["h",""]\n{broken'))!.body()).toBeUndefined();
+  });
+});
+
+describe("publishing between hosts", () => {
+  // The Redis client stands in as a list of pending sends, so that one send
+  // can be held (as ioredis holds a command through a failover's retries).
+  function harness() {
+    const sends: { channel: string; payload: string; settle: (ok: boolean) => void }[] = [];
+    let up = true;
+    let dropped = 0;
+    const publish = orderedPublisher({
+      up: () => up,
+      send: (channel, payload) =>
+        new Promise((resolve, reject) =>
+          sends.push({
+            channel,
+            payload: String(payload),
+            settle: (ok) => (ok ? resolve(1) : reject(new Error("CLUSTERDOWN"))),
+          }),
+        ),
+      dropped: () => dropped++,
+    });
+    const tick = () => new Promise((r) => setImmediate(r));
+    return { publish, sends, tick, setUp: (u: boolean) => (up = u), dropped: () => dropped };
+  }
+
+  it("sends nothing on a channel past a message still in flight, then the rest in order", async () => {
+    const h = harness();
+    h.publish("c", "0");
+    h.publish("c", "1");
+    h.publish("other", "x"); // another channel is not held up
+    h.publish("c", "2");
+    expect(h.sends.map((s) => s.payload)).toEqual(["0", "x"]);
+    h.sends[0]!.settle(true);
+    await h.tick();
+    expect(h.sends.map((s) => s.payload)).toEqual(["0", "x", "1", "2"]);
+    h.publish("c", "3"); // the batch 1,2 is in flight
+    await h.tick();
+    expect(h.sends).toHaveLength(4);
+    h.sends[2]!.settle(true);
+    await h.tick();
+    expect(h.sends).toHaveLength(4); // until all of the batch settles
+    h.sends[3]!.settle(true);
+    await h.tick();
+    expect(h.sends.map((s) => s.payload)).toEqual(["0", "x", "1", "2", "3"]);
+  });
+
+  it("a message given up counts as dropped and does not hold the channel", async () => {
+    const h = harness();
+    h.publish("c", "0");
+    h.publish("c", "1");
+    h.sends[0]!.settle(false);
+    await h.tick();
+    expect(h.dropped()).toBe(1);
+    expect(h.sends.map((s) => s.payload)).toEqual(["0", "1"]);
+  });
+
+  it("while Redis is down, what waits is dropped rather than sent later", async () => {
+    const h = harness();
+    h.publish("c", "0");
+    h.publish("c", "1");
+    h.setUp(false);
+    h.publish("c", "2");
+    h.sends[0]!.settle(true);
+    await h.tick();
+    expect(h.sends).toHaveLength(1);
+    expect(h.dropped()).toBe(2);
+    h.setUp(true);
+    h.publish("c", "3");
+    expect(h.sends.map((s) => s.payload)).toEqual(["0", "3"]);
   });
 });
 

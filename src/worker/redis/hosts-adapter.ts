@@ -54,6 +54,8 @@ const ADAPTER_CLOSE = 13;
 
 /** Socket.IO socket ids are 20 characters: such a room is a socket's own room. */
 const looksLikeSocketId = (room: string) => room.length === 20;
+/** Messages a channel holds while its batch in flight waits out a failover. */
+const MAX_WAITING_PER_CHANNEL = 10_000;
 const NEWLINE = 10;
 
 export function hasBinary(value: unknown, depth = 0): boolean {
@@ -98,6 +100,49 @@ export function unframe(
   return { host: header[0], room: header[1], body };
 }
 
+/**
+ * Publishes in order, per channel. ioredis retries each command on its own
+ * (in a Redis Cluster failover every command to the dead master waits
+ * `retryDelayOnFailover` and tries again), so a push sent while the one
+ * before it waits out a retry could reach the other hosts first. Here a
+ * channel's messages go out in batches: what arrives while a batch is in
+ * flight waits for it to settle (published or given up), then goes out as
+ * the next batch, pipelined. In the steady state that costs at most one
+ * round trip of latency and no throughput.
+ */
+export function orderedPublisher(o: {
+  up: () => boolean;
+  send: (channel: string, payload: string | Buffer) => Promise<unknown>;
+  /** Called once for each message that was not published. */
+  dropped: () => void;
+}): (channel: string, payload: string | Buffer) => void {
+  const waiting = new Map<string, (string | Buffer)[]>();
+  const next = (channel: string) => {
+    const batch = waiting.get(channel);
+    if (batch?.length) send(channel, batch);
+    else waiting.delete(channel);
+  };
+  const send = (channel: string, batch: (string | Buffer)[]) => {
+    waiting.set(channel, []);
+    if (o.up()) {
+      const sent = batch.map((payload) => o.send(channel, payload).catch(o.dropped));
+      void Promise.all(sent).then(() => next(channel));
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) o.dropped();
+    next(channel);
+  };
+  return (channel, payload) => {
+    if (!o.up()) return o.dropped();
+    const queue = waiting.get(channel);
+    if (!queue) return send(channel, [payload]);
+    // A channel held up this long (a failover that does not end) drops
+    // rather than piling up.
+    if (queue.length >= MAX_WAITING_PER_CHANNEL) return o.dropped();
+    queue.push(payload);
+  };
+}
+
 // biome-ignore lint/suspicious/noExplicitAny: socket.io's Namespace type is `any` in the adapter API
 export function createHostsAdapter(deps: HostsAdapterDeps): (nsp: any) => Adapter {
   const { link, hostId } = deps;
@@ -107,11 +152,12 @@ export function createHostsAdapter(deps: HostsAdapterDeps): (nsp: any) => Adapte
   const kind = sharded ? "shard" : "channel";
 
   const dropped = deps.onPublishFailure ?? (() => {});
-  const publish = (channel: string, payload: string | Buffer) => {
-    if (!link.up()) return dropped();
-    const sent = sharded ? link.pub.spublish(channel, payload) : link.pub.publish(channel, payload);
-    sent.catch(dropped);
-  };
+  const publish = orderedPublisher({
+    up: () => link.up(),
+    send: (channel, payload) =>
+      sharded ? link.pub.spublish(channel, payload) : link.pub.publish(channel, payload),
+    dropped,
+  });
 
   class HostsAdapter extends NodeClusterAdapter {
     /** Nodes heard over Redis (other hosts) -> last seen; responses to them go over Redis. */
