@@ -24,6 +24,29 @@ const SPEC = {
   SELF_CHECK_CLIENTS: [["raw", "ws"], "bench client WebSocket layers to check"],
 };
 
+/**
+ * Every step has this long, so that a step that never ends fails the check
+ * with its name (the smoke run in CI stops the whole bench after 60 s).
+ */
+const STEP_MS = 5_000;
+
+/** `promise`, or a rejection naming `what` after `ms`. */
+function within(what, promise, ms = STEP_MS) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** A push through the target's API, answered within STEP_MS. */
+const push = (target, body) =>
+  apiPost(target, "/api/push", body, STEP_MS).catch((err) => {
+    throw new Error(`push ${JSON.stringify(body.userId ?? body.room)}: ${err.message}`);
+  });
+
 const PAYLOAD = { text: "é✓ 日本", n: [1, 2.5, null, true], nested: { a: { b: "c" } } };
 
 function sioConnect(url, token) {
@@ -32,6 +55,7 @@ function sioConnect(url, token) {
     transports: ["websocket"],
     reconnection: false,
     forceNew: true,
+    timeout: STEP_MS,
   });
   return new Promise((resolve, reject) => {
     s.once("connect", () => resolve(s));
@@ -55,6 +79,16 @@ function nextOf(events, name, timeoutMs = 5000) {
       return true;
     });
   });
+}
+
+/**
+ * The next `name` on both sinks. Awaited only after the push that causes
+ * it, so a failed push must not leave this rejection unhandled meanwhile.
+ */
+function bothOf(a, b, name) {
+  const both = Promise.all([nextOf(a, name), nextOf(b, name)]);
+  both.catch(() => {});
+  return both;
 }
 
 function eventSink() {
@@ -106,7 +140,7 @@ async function checkPair(target, keys, kind, check) {
     ]);
     const realSink = eventSink();
     const benchSink = eventSink();
-    real = await sioConnect(target.publicUrl, tokA);
+    real = await within("socket.io-client connect", sioConnect(target.publicUrl, tokA));
     real.onAny((event, payload) => realSink.deliver(event, payload));
     bench = new BenchClient(
       socketIoUrl(target.publicUrl),
@@ -139,21 +173,17 @@ async function checkPair(target, keys, kind, check) {
       check("forwarded event ack", isDeepStrictEqual(rf, bf), JSON.stringify(bf));
     }
 
-    const gotRoom = Promise.all([nextOf(realSink, "bench:room"), nextOf(benchSink, "bench:room")]);
-    const pr = await apiPost(target, "/api/push", {
-      room: "bench:x",
-      event: "bench:room",
-      payload: PAYLOAD,
-    });
+    const gotRoom = bothOf(realSink, benchSink, "bench:room");
+    const pr = await push(target, { room: "bench:x", event: "bench:room", payload: PAYLOAD });
     const [r1, b1] = await gotRoom;
     check(
       "room push",
       pr.status === 202 && isDeepStrictEqual(r1, PAYLOAD) && isDeepStrictEqual(b1, PAYLOAD),
     );
 
-    const gotUser = Promise.all([nextOf(realSink, "bench:user"), nextOf(benchSink, "bench:user")]);
-    await apiPost(target, "/api/push", { userId: alice, event: "bench:user", payload: 1 });
-    await apiPost(target, "/api/push", { userId: bob, event: "bench:user", payload: 2 });
+    const gotUser = bothOf(realSink, benchSink, "bench:user");
+    await push(target, { userId: alice, event: "bench:user", payload: 1 });
+    await push(target, { userId: bob, event: "bench:user", payload: 2 });
     const [r2, b2] = await gotUser;
     check("user push", r2 === 1 && b2 === 2);
 
@@ -161,13 +191,13 @@ async function checkPair(target, keys, kind, check) {
     if (name === "socket-server") {
       real.on("bench:acked", (_p, ack) => ack?.("ok"));
       const [pa, pb] = await Promise.all([
-        apiPost(target, "/api/push", {
+        push(target, {
           userId: alice,
           event: "bench:acked",
           payload: {},
           options: { ackTimeoutMs: 3000 },
         }),
-        apiPost(target, "/api/push", {
+        push(target, {
           userId: bob,
           event: "bench:acked",
           payload: {},
@@ -218,7 +248,11 @@ async function main() {
   const o = settings("self-check: bench client vs socket.io-client", SPEC);
   const rows = [];
   for (const name of o.SELF_CHECK_TARGETS) {
+    const t0 = performance.now();
     rows.push(...(await checkTarget(name, o.SELF_CHECK_CLIENTS)));
+    process.stderr.write(
+      `self-check: ${name} checked in ${Math.round(performance.now() - t0)} ms\n`,
+    );
   }
   process.stdout.write(
     `${markdownTable(

@@ -166,14 +166,14 @@ export async function startTarget(name, o) {
 
   const publicUrl = `http://127.0.0.1:${ports.publicPort}`;
   const apiUrl = `http://127.0.0.1:${ports.apiPort}`;
-  for (let i = 0; ; i++) {
+  for (const readyBy = performance.now() + 30_000; ; ) {
     // Each probe has its own time limit: a request the target accepts and
     // never answers (the docs recipe's sticky layer loses some) is retried.
     const res = await fetch(`${apiUrl}/ready`, { signal: AbortSignal.timeout(2_000) }).catch(
       () => undefined,
     );
     if (res?.status === 200) break;
-    if (i > 600) {
+    if (performance.now() > readyBy) {
       await stop();
       throw new Error(`${name} not ready after 30 s:\n${out.slice(-3000)}`);
     }
@@ -269,13 +269,13 @@ export async function apiGet(target, path) {
   return res.json();
 }
 
-/** POST a JSON body to the target's push API; resolves with { status, body }. */
-export async function apiPost(target, path, body) {
+/** POST a JSON body to the target's push API; resolves with { status, body }, or rejects after timeoutMs. */
+export async function apiPost(target, path, body, timeoutMs = API_TIMEOUT_MS) {
   const res = await fetch(`${target.apiUrl}${path}`, {
     method: "POST",
     headers: { authorization: `Bearer ${target.apiKey}`, "content-type": "application/json" },
     body: JSON.stringify(body),
-    signal: AbortSignal.timeout(API_TIMEOUT_MS),
+    signal: AbortSignal.timeout(timeoutMs),
   });
   const text = await res.text();
   let parsed;
