@@ -40,6 +40,9 @@ export const TARGETS = {
   "socket-server": {
     // BENCH_SOCKET_SERVER_MAIN: another build of socket-server, to compare two.
     script: process.env.BENCH_SOCKET_SERVER_MAIN || join(ROOT, "dist", "main.js"),
+    // BENCH_SOCKET_SERVER_NODE_ARGS="--flag ...": node flags for socket-server
+    // only (its workers inherit them), e.g. a V8 GC flag against the baselines.
+    nodeArgs: (process.env.BENCH_SOCKET_SERVER_NODE_ARGS ?? "").split(" ").filter(Boolean),
     /** Which processes' event loops serve the sockets. */
     serverRole: "worker",
     env: (o) => ({
@@ -121,7 +124,7 @@ export async function startTarget(name, o) {
   // e.g. BENCH_TARGET_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile
   // a target under load (cluster workers inherit the primary's node flags).
   const nodeArgs = (process.env.BENCH_TARGET_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, def.script], {
+  const proc = spawn(process.execPath, [...nodeArgs, ...(def.nodeArgs ?? []), def.script], {
     env,
     cwd: ROOT,
     detached: true,
