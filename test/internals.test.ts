@@ -20,6 +20,7 @@ import {
   type AckFunction,
   ackIdCounter,
   bufferedBytes,
+  chunkLocalBroadcasts,
   connectionOf,
   countOutgoingEvents,
   engineConnections,
@@ -144,6 +145,59 @@ describe("Socket.IO and engine.io (sio-internals.ts)", () => {
       ["pin:one", 1],
       ["pin:all", 3],
     ]);
+  });
+
+  it("a local broadcast goes out a chunk per tick, whole and in order, one broadcast after another", async () => {
+    // The patch is once per process; the size is the last one asked for
+    // (createWorker asks for 500, and may have in this process already).
+    expect(chunkLocalBroadcasts(3)).toBe(true);
+    cleanups.push(() => chunkLocalBroadcasts(500));
+    const pairs: Awaited<ReturnType<typeof pair>>[] = [];
+    for (let i = 0; i < 8; i++) pairs.push(await pair());
+    /** Which server socket was written to, in order, as "<event>:<index>". */
+    const written: string[] = [];
+    const got = pairs.map(() => [] as string[]);
+    pairs.forEach(({ s, c }, i) => {
+      s.join("chunk-room");
+      const client = s.client as unknown as { writeToEngine: (e: unknown, o: unknown) => void };
+      const write = client.writeToEngine.bind(client);
+      client.writeToEngine = (encoded: unknown, opts: unknown) => {
+        const event = String(encoded).match(/"(chunk:[a-z]+)"/)?.[1];
+        if (event) written.push(`${event}:${i}`); // not the disconnect packet
+        write(encoded, opts);
+      };
+      c.onAny((event: string) => got[i]!.push(event));
+    });
+    const turn = () => new Promise((r) => setImmediate(r));
+
+    // Up to the chunk size with nothing queued: at once, as the library does.
+    io.to(pairs[0]!.s.id).emit("chunk:alone");
+    expect(written).toEqual(["chunk:alone:0"]);
+    written.length = 0;
+
+    // 8 recipients: 3 now, the rest in later ticks.
+    io.to("chunk-room").emit("chunk:big", { n: 1 });
+    expect(written).toHaveLength(3);
+    // A one-socket broadcast made meanwhile waits for the big one to finish.
+    io.to(pairs[7]!.s.id).emit("chunk:after");
+    expect(written).toHaveLength(3);
+    // A recipient that goes away between chunks is skipped without harm.
+    pairs[6]!.s.disconnect(true);
+    await turn();
+    expect(written).toEqual([
+      ...[0, 1, 2, 3, 4, 5, 6, 7].map((i) => `chunk:big:${i}`),
+      "chunk:after:7",
+    ]);
+
+    await waitFor("every client's events", async () =>
+      got.every((g, i) => i === 6 || g.length >= (i === 0 ? 2 : i === 7 ? 2 : 1))
+        ? true
+        : undefined,
+    );
+    expect(got[0]).toEqual(["chunk:alone", "chunk:big"]);
+    expect(got[3]).toEqual(["chunk:big"]);
+    expect(got[6]).toEqual([]);
+    expect(got[7]).toEqual(["chunk:big", "chunk:after"]);
   });
 
   it("engine.clients holds every open connection by id, as socket.conn", async () => {

@@ -28,6 +28,7 @@ import { setPublicSecurityHeaders } from "./protection/http-guard.js";
 import { createProtection } from "./protection/protection.js";
 import { createPushService } from "./push/push-service.js";
 import { trimSocketMemory } from "./gateway/socket-memory.js";
+import { chunkLocalBroadcasts } from "./sio-internals.js";
 import { type MultiHost, setupMultiHost } from "./redis/multi-host.js";
 import { createWorkerObservability } from "./worker-metrics.js";
 import { createClientAddress } from "../shared/client-address.js";
@@ -68,6 +69,9 @@ export interface Worker {
   /** The first shutdown's result, whoever asked for it. */
   stopped: Promise<number>;
 }
+
+/** Sockets a local broadcast writes per tick (chunkLocalBroadcasts). */
+const BROADCAST_CHUNK = 500;
 
 /**
  * A worker: one Socket.IO server on the public port's connections and the
@@ -115,6 +119,10 @@ export function createWorker(deps: WorkerDeps): Worker {
   });
   enforceRequestTimeouts(publicServer, cfg.HTTP_REQUEST_TIMEOUT_MS);
 
+  // A broadcast to thousands of this worker's sockets goes out 500 at a time,
+  // a tick per chunk, in order (sio-internals.ts says why).
+  if (!chunkLocalBroadcasts(BROADCAST_CHUNK))
+    log.warn("socket.io-adapter changed: broadcasts not chunked");
   const io: GatewayServer = new Server(publicServer, {
     adapter: multiHost?.adapter ?? deps.adapter ?? createClusterAdapter(),
     maxHttpBufferSize: cfg.MAX_PAYLOAD_BYTES,

@@ -1,8 +1,9 @@
 import http from "node:http";
 import { Socket } from "socket.io";
+import { Adapter } from "socket.io-adapter";
 
 /**
- * Every private part of Socket.IO (4.8) and engine.io (6.6) that this server
+ * Every private part of Socket.IO (4.8), its adapter (2.5) and engine.io (6.6) that this server
  * reaches, in one place: each function says why it is needed and what it
  * assumes. test/internals.test.ts pins each one against the installed
  * versions, so that an upgrade that changes one fails a test there rather
@@ -89,6 +90,97 @@ export function countOutgoingEvents(
     original.call(this, packet);
   };
   return flush;
+}
+
+/** One local broadcast in progress: its recipients and how far it got. */
+interface BroadcastJob {
+  packet: unknown;
+  encoded: unknown;
+  packetOpts: unknown;
+  sockets: BroadcastRecipient[];
+  next: number;
+}
+interface BroadcastRecipient {
+  notifyOutgoingListeners?: (packet: unknown) => void;
+  client: { writeToEngine(encoded: unknown, opts: unknown): void };
+}
+interface InMemoryAdapter {
+  nsp: { name: string };
+  _encode(packet: unknown, packetOpts: unknown): unknown;
+  apply(opts: unknown, each: (socket: BroadcastRecipient) => void): void;
+}
+
+let broadcastChunk: number | undefined;
+
+/**
+ * Writes a broadcast to this process's sockets `chunkSize` at a time, each
+ * chunk in a tick of its own (`process.nextTick`), instead of all in one
+ * synchronous loop. Why: every write keeps its buffers and callbacks alive
+ * until the write's completion tick (`afterWriteTick`) runs, after the loop;
+ * a 5,000-socket loop keeps megabytes alive through several scavenges of a
+ * small young generation (WORKER_SEMI_SPACE_MB), which copy and then
+ * promote them. Chunk by chunk, the completion ticks queued by one chunk run
+ * before the next, and its garbage dies young. Measured on a fan-out to
+ * 10k: a third less minor-GC time, 40% less old-space growth, 0.88x the
+ * docs recipe's delivered/s instead of 0.78-0.81x (bench/RESULTS.md). Ticks,
+ * not turns of the event loop: with `setImmediate` the gain was gone.
+ *
+ * Order is kept: broadcasts go out one after the other, each whole before
+ * the next starts (one queue per process); a broadcast that finds the queue
+ * empty and has at most `chunkSize` recipients goes out at once, as before.
+ * The recipients are the ones in the rooms when the broadcast was made.
+ *
+ * Replaces the private shape of socket.io-adapter's in-memory
+ * `Adapter.prototype.broadcast` (2.5: `_encode` once, then `apply` with
+ * `notifyOutgoingListeners` and `client.writeToEngine` per socket), which
+ * every adapter here reaches (the cluster adapter's local delivery, the
+ * session-aware adapter's `super.broadcast`); broadcasts with acks keep the
+ * library's code. Patches once per process; a later call changes the size.
+ * False if the method's shape is not the one known.
+ */
+export function chunkLocalBroadcasts(chunkSize: number): boolean {
+  const installed = broadcastChunk !== undefined;
+  broadcastChunk = chunkSize;
+  if (installed) return true;
+  const proto = Adapter.prototype as unknown as Partial<InMemoryAdapter> & {
+    broadcast?: (packet: { nsp?: string }, opts: { flags?: Record<string, unknown> }) => void;
+  };
+  if (typeof proto.broadcast !== "function" || typeof proto._encode !== "function") return false;
+  if (!/_encode[\s\S]*apply[\s\S]*writeToEngine/.test(String(proto.broadcast))) {
+    broadcastChunk = undefined;
+    return false;
+  }
+  const jobs: BroadcastJob[] = [];
+  const drain = () => {
+    let budget = broadcastChunk ?? chunkSize;
+    while (budget > 0 && jobs.length > 0) {
+      const job = jobs[0]!;
+      const end = Math.min(job.sockets.length, job.next + budget);
+      budget -= end - job.next;
+      for (; job.next < end; job.next++) {
+        const socket = job.sockets[job.next]!;
+        socket.notifyOutgoingListeners?.(job.packet);
+        socket.client.writeToEngine(job.encoded, job.packetOpts);
+      }
+      if (job.next === job.sockets.length) jobs.shift();
+    }
+    if (jobs.length > 0) process.nextTick(drain);
+  };
+  proto.broadcast = function (this: InMemoryAdapter, packet, opts) {
+    const flags = opts.flags ?? {};
+    const packetOpts = {
+      preEncoded: true,
+      volatile: flags["volatile"],
+      compress: flags["compress"],
+    };
+    packet.nsp = this.nsp.name;
+    const encoded = this._encode(packet, packetOpts);
+    const sockets: BroadcastRecipient[] = [];
+    this.apply(opts, (socket) => sockets.push(socket));
+    jobs.push({ packet, encoded, packetOpts, sockets, next: 0 });
+    if (jobs.length === 1) drain();
+  };
+  return true;
 }
 
 // ---- engine.io ----
