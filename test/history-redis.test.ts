@@ -103,13 +103,22 @@ describe("history rooms when Redis rewinds", () => {
     let p4: Position;
     let p5: Position;
     try {
+      // The replica's full sync forks the master, which waits for an AOF
+      // rewrite's fork to end first.
+      await aofSettled();
       await redisCli(replica.port, "REPLICAOF", "127.0.0.1", String(redis.port));
       for (const i of [1, 2, 3]) await push(room, i);
-      await waitFor("the replica to have offset 3", async () =>
-        (await redisCli(replica.port, "HGET", metaKey(room), "seq")).trim() === "3"
-          ? true
-          : undefined,
-      );
+      await waitFor(
+        "the replica to have offset 3",
+        async () =>
+          (await redisCli(replica.port, "HGET", metaKey(room), "seq")).trim() === "3"
+            ? true
+            : undefined,
+        20_000,
+      ).catch(async (e: Error) => {
+        const info = await redisCli(replica.port, "INFO", "replication").catch(String);
+        throw new Error(`${e.message}\nreplica: ${info.replace(/\r?\n/g, " ")}`);
+      });
       // The replica is cut off and promoted; the master takes two more pushes it never gets.
       await redisCli(replica.port, "REPLICAOF", "NO", "ONE");
       p4 = await push(room, 4);
