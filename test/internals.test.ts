@@ -148,34 +148,41 @@ describe("Socket.IO and engine.io (sio-internals.ts)", () => {
   });
 
   it("a local broadcast goes out a chunk per tick, whole and in order, one broadcast after another", async () => {
-    // The patch is once per process; the size is the last one asked for
-    // (createWorker asks for 500, and may have in this process already).
-    expect(chunkLocalBroadcasts(3)).toBe(true);
-    cleanups.push(() => chunkLocalBroadcasts(500));
+    // The patch is once per process (on the adapter class's prototype); the
+    // size is the last one asked for (createWorker asks for 500, and
+    // in-process servers of other files may still start one in this
+    // process: set right before each broadcast).
+    const adapter = io.of("/").adapter;
+    const chunksOf3 = () => expect(chunkLocalBroadcasts(adapter, 3)).toBe(true);
+    cleanups.push(() => chunkLocalBroadcasts(adapter, 500));
     const pairs: Awaited<ReturnType<typeof pair>>[] = [];
     for (let i = 0; i < 8; i++) pairs.push(await pair());
-    /** Which server socket was written to, in order, as "<event>:<index>". */
+    /**
+     * Which server socket was written to, in order, as "<event>:<index>":
+     * a broadcast calls notifyOutgoingListeners just before each write.
+     */
     const written: string[] = [];
     const got = pairs.map(() => [] as string[]);
     pairs.forEach(({ s, c }, i) => {
       s.join("chunk-room");
-      const client = s.client as unknown as { writeToEngine: (e: unknown, o: unknown) => void };
-      const write = client.writeToEngine.bind(client);
-      client.writeToEngine = (encoded: unknown, opts: unknown) => {
-        const event = String(encoded).match(/"(chunk:[a-z]+)"/)?.[1];
-        if (event) written.push(`${event}:${i}`); // not the disconnect packet
-        write(encoded, opts);
+      const socket = s as unknown as { notifyOutgoingListeners: (p: { data: unknown[] }) => void };
+      const notify = socket.notifyOutgoingListeners.bind(s);
+      socket.notifyOutgoingListeners = (packet) => {
+        written.push(`${String(packet.data[0])}:${i}`);
+        notify(packet);
       };
       c.onAny((event: string) => got[i]!.push(event));
     });
     const turn = () => new Promise((r) => setImmediate(r));
 
     // Up to the chunk size with nothing queued: at once, as the library does.
+    chunksOf3();
     io.to(pairs[0]!.s.id).emit("chunk:alone");
     expect(written).toEqual(["chunk:alone:0"]);
     written.length = 0;
 
     // 8 recipients: 3 now, the rest in later ticks.
+    chunksOf3();
     io.to("chunk-room").emit("chunk:big", { n: 1 });
     expect(written).toHaveLength(3);
     // A one-socket broadcast made meanwhile waits for the big one to finish.
@@ -198,6 +205,53 @@ describe("Socket.IO and engine.io (sio-internals.ts)", () => {
     expect(got[3]).toEqual(["chunk:big"]);
     expect(got[6]).toEqual([]);
     expect(got[7]).toEqual(["chunk:big", "chunk:after"]);
+  });
+
+  it("a broadcast's frame goes straight to a free websocket's TCP socket, in order with engine.io's writes", async () => {
+    expect(chunkLocalBroadcasts(io.of("/").adapter, 500)).toBe(true);
+    const { s, c } = await pair();
+    s.join("frame-room");
+    const got: unknown[] = [];
+    c.on("f", (n: unknown) => got.push(n));
+    // What the fast path reads of ws (writeFrame in sio-internals.ts).
+    const conn = connectionOf(s) as unknown as {
+      transport: { socket: { _sender: { _state: number; _queue: unknown[] }; _socket: object } };
+    };
+    const ws = conn.transport.socket;
+    expect(ws._sender._state).toBe(0);
+    expect(ws._sender._queue).toEqual([]);
+    expect(ws._socket).toBeInstanceOf(net.Socket);
+    /** Broadcasts that went through engine.io instead. */
+    let viaEngine = 0;
+    const client = s.client as unknown as { writeToEngine: (e: unknown, o: unknown) => void };
+    const write = client.writeToEngine.bind(client);
+    client.writeToEngine = (encoded, opts) => {
+      if ((opts as { preEncoded?: boolean }).preEncoded) viaEngine++;
+      write(encoded, opts);
+    };
+
+    const idle = () =>
+      waitFor("the output written", async () => (outputIdle(s.conn as never) ? true : undefined));
+    s.emit("f", 1);
+    await idle(); // written: the transport is free again
+    io.to("frame-room").emit("f", 2); // straight to the TCP socket
+    expect(viaEngine).toBe(0);
+    s.emit("f", 3); // engine.io, after it
+    io.to("frame-room").emit("f", { four: "é✓" }); // the transport is busy: engine.io, queued behind 3
+    expect(viaEngine).toBe(1);
+    await waitFor("four events", async () => (got.length === 4 ? true : undefined));
+    expect(got).toEqual([1, 2, 3, { four: "é✓" }]);
+    await idle();
+    // A binary payload has no pre-encoded frame: engine.io.
+    io.to("frame-room").emit("f", Buffer.from([1, 2]));
+    expect(viaEngine).toBe(2);
+    await waitFor("the binary one", async () => (got.length === 5 ? true : undefined));
+    // Polling: engine.io.
+    const p = await pair("polling");
+    p.s.join("frame-room");
+    const polled = new Promise((r) => p.c.once("f", r));
+    io.to(p.s.id).emit("f", 6);
+    expect(await polled).toBe(6);
   });
 
   it("engine.clients holds every open connection by id, as socket.conn", async () => {

@@ -119,10 +119,6 @@ export function createWorker(deps: WorkerDeps): Worker {
   });
   enforceRequestTimeouts(publicServer, cfg.HTTP_REQUEST_TIMEOUT_MS);
 
-  // A broadcast to thousands of this worker's sockets goes out 500 at a time,
-  // a tick per chunk, in order (sio-internals.ts says why).
-  if (!chunkLocalBroadcasts(BROADCAST_CHUNK))
-    log.warn("socket.io-adapter changed: broadcasts not chunked");
   const io: GatewayServer = new Server(publicServer, {
     adapter: multiHost?.adapter ?? deps.adapter ?? createClusterAdapter(),
     maxHttpBufferSize: cfg.MAX_PAYLOAD_BYTES,
@@ -138,6 +134,11 @@ export function createWorker(deps: WorkerDeps): Worker {
     // Per-address admission from the first Engine.IO request (protection/admission.ts).
     allowRequest: (req, callback) => protection.allowRequest(req, callback),
   });
+  // A broadcast to thousands of this worker's sockets goes out 500 at a time,
+  // a tick per chunk, in order (sio-internals.ts says why).
+  if (!chunkLocalBroadcasts(io.of("/").adapter, BROADCAST_CHUNK)) {
+    log.warn("socket.io-adapter changed: broadcasts not chunked");
+  }
   // Every public-port response closes its connection: this TCP connection was
   // routed by its first request's sid, and a browser may reuse a keep-alive
   // connection for another tab's session (sticky's flaw).
