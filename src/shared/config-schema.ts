@@ -102,7 +102,7 @@ export const CONFIG_SCHEMA = z.object({
     .max(64)
     .default(4)
     .describe(
-      "V8's young generation per worker (`--max-semi-space-size`, MB; 0: V8's default, 16–32 MB). 4 MB took idle memory per connection over all processes from 41 to 18 KB; 1 MB saved as much but cost a quarter of the push rate; a host that mostly fans out to thousands of sockets per push does better with 0 (fan-out to 10k: 0.97× the docs recipe at 0, 0.93× at 16, 0.88× at 4; idle memory 34 KB per connection at 0) (bench/RESULTS.md)",
+      "V8's young generation per worker (`--max-semi-space-size`, MB; 0: V8's default, 16–32 MB). 4 MB took idle memory per connection over all processes from 41 to 18 KB; 1 MB saved as much but cost a quarter of the push rate; 0 (V8's default) costs 34 KB per connection; fan-out to 10k reaches the docs recipe at 4 since broadcasts are written a chunk per tick, frames straight to the socket (bench/RESULTS.md)",
     ),
 
   JWT_SECRET: z
