@@ -39,6 +39,12 @@ export interface HostsAdapterDeps {
   /** Channel prefix, e.g. "socket-server:sio". */
   prefix: string;
   mode: "classic" | "sharded";
+  /**
+   * Publish in order per channel (orderedPublisher): needed where the
+   * client retries commands on its own, a Redis Cluster. Elsewhere one
+   * connection's pipeline keeps the order, and a failed command is dropped.
+   */
+  ordered?: boolean;
   log: Logger;
   heartbeatIntervalMs?: number;
   /** Called for each message to other hosts that could not be published. */
@@ -108,7 +114,7 @@ export function unframe(
  * channel's messages go out in batches: what arrives while a batch is in
  * flight waits for it to settle (published or given up), then goes out as
  * the next batch, pipelined. In the steady state that costs at most one
- * round trip of latency and no throughput.
+ * round trip of latency and no throughput. Used on a Redis Cluster only.
  */
 export function orderedPublisher(o: {
   up: () => boolean;
@@ -152,12 +158,14 @@ export function createHostsAdapter(deps: HostsAdapterDeps): (nsp: any) => Adapte
   const kind = sharded ? "shard" : "channel";
 
   const dropped = deps.onPublishFailure ?? (() => {});
-  const publish = orderedPublisher({
-    up: () => link.up(),
-    send: (channel, payload) =>
-      sharded ? link.pub.spublish(channel, payload) : link.pub.publish(channel, payload),
-    dropped,
-  });
+  const send = (channel: string, payload: string | Buffer) =>
+    sharded ? link.pub.spublish(channel, payload) : link.pub.publish(channel, payload);
+  const publish = deps.ordered
+    ? orderedPublisher({ up: () => link.up(), send, dropped })
+    : (channel: string, payload: string | Buffer) => {
+        if (!link.up()) return dropped();
+        send(channel, payload).catch(dropped);
+      };
 
   class HostsAdapter extends NodeClusterAdapter {
     /** Nodes heard over Redis (other hosts) -> last seen; responses to them go over Redis. */

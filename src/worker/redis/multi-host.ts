@@ -68,6 +68,8 @@ export function setupMultiHost(deps: {
     hostId,
     prefix: `${prefix}:sio`,
     mode: cfg.redisAdapterMode,
+    // Only a Redis Cluster client retries commands on its own (a failover).
+    ordered: cfg.redis.kind === "cluster",
     log,
     onPublishFailure: () => {
       dropped += 1;
