@@ -23,7 +23,10 @@ const SPEC = {
   CONNECT_CLIENTS: [10000, "clients per storm"],
   CONNECT_CONCURRENCY: [256, "handshakes in flight"],
   CONNECT_TIMEOUT_MS: [20000, "a handshake or register taking longer counts as hung"],
-  CONNECT_AUTH_MODES: [["pool", "inline"], "socket-server AUTH_VERIFY_MODE values to run"],
+  CONNECT_AUTH_MODES: [
+    ["pool", "inline"],
+    "socket-server AUTH_VERIFY_MODE values to run; `inline+K=V+K2=V2` adds settings (an A/B in one run)",
+  ],
   CONNECT_ALG: ["ES256", "JWT algorithm (ES256 or HS256)"],
 };
 
@@ -35,10 +38,13 @@ async function main() {
   // socket-server appears once per auth mode, as its own column of the round.
   const variants = withVariants(
     o.BENCH_TARGETS,
-    o.CONNECT_AUTH_MODES.map((m) => ({
-      label: `socket-server (${m})`,
-      env: { AUTH_VERIFY_MODE: m },
-    })),
+    o.CONNECT_AUTH_MODES.map((m) => {
+      const [mode, ...extra] = m.split("+");
+      return {
+        label: `socket-server (${m})`,
+        env: { AUTH_VERIFY_MODE: mode, ...Object.fromEntries(extra.map((kv) => kv.split("="))) },
+      };
+    }),
   );
   const rows = [];
 
