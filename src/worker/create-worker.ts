@@ -6,7 +6,7 @@ import { createAdapter as createClusterAdapter } from "@socket.io/cluster-adapte
 import { Server, type ServerOptions } from "socket.io";
 import type { Logger } from "pino";
 import type { Config } from "../shared/config.js";
-import { type ReplacedWorker, sidForSlot, type WorkerLoad } from "../shared/ipc.js";
+import type { ReplacedWorker, WorkerLoad } from "../shared/ipc.js";
 import type { LogRing } from "../shared/log-ring.js";
 import { createApiApp } from "./http/api-app.js";
 import { createAuthService } from "./auth/auth-service.js";
@@ -28,6 +28,7 @@ import { setPublicSecurityHeaders } from "./protection/http-guard.js";
 import { createProtection } from "./protection/protection.js";
 import { createPushService } from "./push/push-service.js";
 import { trimSocketMemory } from "./gateway/socket-memory.js";
+import { createSessionIds } from "./session-ids.js";
 import { chunkLocalBroadcasts } from "./sio-internals.js";
 import { type MultiHost, setupMultiHost } from "./redis/multi-host.js";
 import { createWorkerObservability } from "./worker-metrics.js";
@@ -147,7 +148,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     res.shouldKeepAlive = false;
     setPublicSecurityHeaders(res);
   });
-  io.engine.generateId = () => sidForSlot(slot, randomBytes(15).toString("base64url"));
+  io.engine.generateId = createSessionIds(slot);
 
   const auth = createAuthService(cfg);
   const lag = monitorEventLoopDelay({ resolution: 10 });
