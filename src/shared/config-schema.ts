@@ -416,6 +416,11 @@ export const CONFIG_SCHEMA = z.object({
     .describe(
       "open Engine.IO sessions per client address on this host, token-less ones included (split over the workers)",
     ),
+  HANDSHAKES_PER_TURN: nonNegativeInt
+    .default(8)
+    .describe(
+      "new sessions a worker starts per event-loop turn; the rest wait for the next turns, so that connected clients' events are not queued behind a connect burst (0: no limit)",
+    ),
   MAX_EVENT_LOOP_LAG_MS: positiveInt
     .default(500)
     .describe("event-loop lag p99 beyond which a worker refuses new sessions (OVERLOADED)"),

@@ -213,6 +213,7 @@ export function createWorker(deps: WorkerDeps): Worker {
       history.hooks,
     ],
     admission: protection.admission,
+    paceVerify: protection.paceVerify,
   });
   protection.attach();
   // Rooms that feel live: presence (PRESENCE_ROOMS) and signals (SIGNAL_ROOMS).

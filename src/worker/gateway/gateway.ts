@@ -77,6 +77,8 @@ export interface GatewayDeps {
    * address it used; without it, the TCP peer and no refusal.
    */
   admission?: (socket: GatewaySocket) => { ip: string; refusal?: HandshakeRefusal | undefined };
+  /** Starts the token's verification in this event-loop turn or a later one (protection/handshake-pacer.ts). */
+  paceVerify?: (socket: GatewaySocket, start: () => void) => void;
 }
 
 /** Why a handshake is refused: `err.data` of the client's connect_error. */
@@ -140,7 +142,8 @@ export function attachGateway(deps: GatewayDeps): void {
   io.use((socket, next) => {
     const { ip, refusal } = deps.admission?.(socket) ?? { ip: socket.handshake.address };
     if (refusal) return next(connectError(refusal));
-    authenticate(socket, ip, next);
+    if (!deps.paceVerify) return authenticate(socket, ip, next);
+    deps.paceVerify(socket, () => authenticate(socket, ip, next));
   });
 
   function authenticate(socket: GatewaySocket, ip: string, next: (err?: Error) => void): void {

@@ -5,6 +5,7 @@ import type { Config } from "../../shared/config.js";
 import type { ErrorCode } from "../../shared/errors.js";
 import { metrics } from "../../shared/metrics.js";
 import type { GatewayServer, HandshakeRefusal } from "../gateway/gateway.js";
+import type { HandshakePacer } from "./handshake-pacer.js";
 import type { LoadShedder } from "./load-shedder.js";
 import type { RateLimits } from "./rate-limits.js";
 
@@ -46,6 +47,7 @@ export interface AdmissionDeps {
   draining: () => boolean;
   shedder: LoadShedder;
   limits: RateLimits;
+  pacer: HandshakePacer;
 }
 
 export function createAdmission(deps: AdmissionDeps) {
@@ -106,21 +108,24 @@ export function createAdmission(deps: AdmissionDeps) {
   return {
     /** Socket.IO's `allowRequest`: runs once per session, on its first request. */
     allowRequest(req: http.IncomingMessage, callback: (err: string | null, ok: boolean) => void) {
-      const ip = deps.clientAddressOf(req.socket.remoteAddress, req.headers["x-forwarded-for"]);
-      judge(ip).then(
-        (refusal) => {
-          if (refusal && (refusedOpen.get(ip) ?? 0) >= REFUSED_OPEN_MAX) {
-            return callback(refusal.code, false);
-          }
-          verdicts.set(req, refusal ? { ip, refusal } : { ip });
-          callback(null, true);
-        },
-        (err: unknown) => {
-          log.error({ err }, "handshake admission failed unexpectedly");
-          verdicts.set(req, { ip, refusal: refuse("OVERLOADED", "handshake_error", 1) });
-          callback(null, true);
-        },
-      );
+      // A few new sessions per event-loop turn (handshake-pacer.ts says why).
+      deps.pacer.admit(req.socket, () => {
+        const ip = deps.clientAddressOf(req.socket.remoteAddress, req.headers["x-forwarded-for"]);
+        judge(ip).then(
+          (refusal) => {
+            if (refusal && (refusedOpen.get(ip) ?? 0) >= REFUSED_OPEN_MAX) {
+              return callback(refusal.code, false);
+            }
+            verdicts.set(req, refusal ? { ip, refusal } : { ip });
+            callback(null, true);
+          },
+          (err: unknown) => {
+            log.error({ err }, "handshake admission failed unexpectedly");
+            verdicts.set(req, { ip, refusal: refuse("OVERLOADED", "handshake_error", 1) });
+            callback(null, true);
+          },
+        );
+      });
     },
     /** The verdict of a session's handshake, at its Socket.IO CONNECT. */
     verdictOf(req: http.IncomingMessage, fallbackIp: string): Verdict {

@@ -10,6 +10,7 @@ import type { GatewayServer, GatewaySocket } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import { pendingAcks } from "../sio-internals.js";
 import { createAdmission } from "./admission.js";
+import { createHandshakePacer } from "./handshake-pacer.js";
 import { createEventGuard } from "../gateway/event-guard.js";
 import { createHttpGuard } from "./http-guard.js";
 import { createIpDenyList } from "./ip-deny-list.js";
@@ -96,7 +97,9 @@ export function createProtection(deps: ProtectionDeps) {
     draining: deps.draining,
     shedder,
     limits,
+    pacer: createHandshakePacer(cfg.HANDSHAKES_PER_TURN),
   });
+  const verifyPacer = createHandshakePacer(cfg.HANDSHAKES_PER_TURN);
   if (cfg.corsOrigins !== "*") {
     // CORS covers neither websockets nor later requests of a session: every
     // request that carries an Origin is checked, the upgrade included.
@@ -120,6 +123,8 @@ export function createProtection(deps: ProtectionDeps) {
     /** For attachGateway: the handshake's verdict and client address. */
     admission: (socket: GatewaySocket) =>
       admission.verdictOf(socket.request, socket.handshake.address),
+    /** For attachGateway: HANDSHAKES_PER_TURN verifications started per event-loop turn. */
+    paceVerify: (socket: GatewaySocket, start: () => void) => verifyPacer.admit(socket.conn, start),
     /** Per-socket parts; call once after attachGateway. */
     attach(): void {
       events.attach(io);
