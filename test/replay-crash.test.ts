@@ -1,3 +1,4 @@
+import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { closeAllClients } from "./support/client.js";
@@ -36,7 +37,7 @@ async function stalledReplay(
   publicUrl: string,
   userId: string,
   readFirst: number,
-): Promise<{ slot: number; got: number[]; readToEnd(): Promise<void> }> {
+): Promise<{ slot: number; got: number[]; resume(): void; readToEnd(): Promise<void> }> {
   // Signed first: frames that came while it was being signed had no listener
   // yet (under load the open packet did, and the worker's connect timeout
   // closed the socket).
@@ -93,6 +94,7 @@ async function stalledReplay(
   return {
     slot: Number.parseInt(sid.split("_")[0]!, 36),
     got,
+    resume: () => (ws as unknown as { _socket: { resume(): void } })._socket.resume(),
     // Reads what the kernel still holds for it, up to the end of the connection.
     async readToEnd() {
       (ws as unknown as { _socket: { resume(): void } })._socket.resume();
@@ -185,3 +187,51 @@ for (const mode of ["one host", "redis"] as const) {
     }, 90_000);
   });
 }
+
+describe("a replay whose confirmation times out (redis)", () => {
+  let slow: RedisServer | undefined;
+  let server: RunningServer;
+  beforeAll(async () => {
+    // DEBUG SLEEP: Redis stalls as a loaded or failing-over one does.
+    slow = await startRedis(["--enable-debug-command", "yes"]);
+    server = await startServer({ workers: 1, env: { REDIS_URL: slow.url } });
+  });
+  afterAll(async () => {
+    expect(await server?.stop()).toBe(0);
+    await slow?.stop();
+  });
+
+  it("writes on through it: every message arrives, in order, on the same register", async () => {
+    const count = 40;
+    const user = `replay-slow-${Date.now().toString(36)}`;
+    for (let i = 0; i < count; i++) {
+      const r = await postFresh(server.apiUrl, "/api/push", {
+        userId: user,
+        event: "note",
+        payload: { i, pad: PAD },
+        options: { offline: "store", ttlSeconds: 300 },
+      });
+      expect(r.body).toMatchObject({ stored: 1 });
+    }
+    // The replay waits on the client's reading: its next confirmation comes
+    // once the client reads again, into a Redis asleep longer than the
+    // command timeout (QUERY_TIMEOUT_MS, 1 s).
+    const replay = await stalledReplay(server.publicUrl, user, 2);
+    await new Promise((r) => setTimeout(r, 300));
+    const admin = new Redis(slow!.url, { maxRetriesPerRequest: 1 });
+    try {
+      const asleep = admin.call("DEBUG", "SLEEP", "2.5");
+      await new Promise((r) => setTimeout(r, 100));
+      replay.resume();
+      await asleep;
+    } finally {
+      admin.disconnect();
+    }
+    const deadline = Date.now() + 20_000;
+    while (replay.got.length < count && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(replay.got).toEqual(Array.from({ length: count }, (_, i) => i));
+    expect(server.output()).toMatch(/a replay's confirmation failed; writing on/);
+  }, 60_000);
+});

@@ -57,10 +57,20 @@ export function createReplayHooks(deps: {
     let confirmed = 0;
     // Paced by the socket's output: engine.io's queue plus ws' send buffer.
     const conn = connectionOf(socket);
-    const confirmFlushed = async () => {
-      if (written > confirmed && bufferedBytes(conn) === 0) {
+    // A confirmation that fails (the store slow or away) does not stop the
+    // replay: the messages go on being written, and the next try is the last
+    // one, after the last message. What it cannot confirm stays leased and
+    // comes again (at least once).
+    let confirmFailed = false;
+    const confirmFlushed = async (last = false) => {
+      if (written <= confirmed || bufferedBytes(conn) > 0 || (confirmFailed && !last)) return;
+      try {
         await t.confirm(written);
         confirmed = written;
+      } catch (err) {
+        if (last) throw err;
+        confirmFailed = true;
+        log.warn({ err }, "a replay's confirmation failed; writing on, confirming at the end");
       }
     };
     const drainThenConfirm = async () => {
@@ -78,7 +88,7 @@ export function createReplayHooks(deps: {
       if (written - confirmed >= CONFIRM_EVERY) await drainThenConfirm();
     }
     await waitWhile(() => bufferedBytes(conn) > 0);
-    await confirmFlushed();
+    await confirmFlushed(true);
     return confirmed;
   }
 
