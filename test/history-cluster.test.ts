@@ -25,6 +25,9 @@ beforeAll(async () => {
     QUERY_TIMEOUT_MS: "1500",
     HISTORY_ROOMS: "feed:*",
     HISTORY_SIZE: "50",
+    // Order is under test, not the give-up time: under CI load a frame can
+    // cross between processes later than the default 250 ms.
+    HISTORY_REORDER_WAIT_MS: "3000",
   };
   [a, b] = await Promise.all([startServer({ env, workers: 2 }), startServer({ env, workers: 1 })]);
   // Each host sees all three workers (waitForHosts assumes as many on each).

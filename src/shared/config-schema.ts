@@ -394,6 +394,12 @@ export const CONFIG_SCHEMA = z.object({
   HISTORY_TTL_S: positiveInt
     .default(300)
     .describe("how long a history room's pushes are kept for recovery"),
+  HISTORY_REORDER_WAIT_MS: positiveInt
+    .max(10_000)
+    .default(250)
+    .describe(
+      "how long a history room's push that arrives past a gap waits for the ones before it (from another worker or host) before it is delivered anyway",
+    ),
 
   RATE_EVENTS_PER_SECOND: positiveInt.default(50).describe("client events per socket per second"),
   RATE_EVENTS_BURST: positiveInt.default(100).describe("client events per socket in a burst"),

@@ -35,8 +35,6 @@ import { createRoomOrder } from "./room-order.js";
  * every push after `since` once, in order, and nothing newer before them.
  */
 
-/** How long a frame past a gap waits for the frames before it (room-order.ts). */
-const REORDER_WAIT_MS = 250;
 /** Longest a recovering socket may take to accept its history (then: recovered: false). */
 const REPLAY_MAX_MS = 30_000;
 
@@ -122,7 +120,8 @@ export function createHistoryRooms(deps: {
     op.emit(f.event, f.payload, positionOf(f));
     if (waiting) for (const r of waiting.values()) if (!excluded(r.socket, f)) r.buffer.push(f);
   };
-  const order = createRoomOrder(deliver, REORDER_WAIT_MS);
+  // A frame past a gap waits this long for the frames before it (room-order.ts).
+  const order = createRoomOrder(deliver, cfg.HISTORY_REORDER_WAIT_MS);
   const adapter = io.of("/").adapter;
   const onRoomDeleted = (room: string) => {
     if (covers(room) && !recovering.has(room)) order.forget(room);
