@@ -425,7 +425,7 @@ export const CONFIG_SCHEMA = z.object({
   HANDSHAKES_PER_TURN: nonNegativeInt
     .default(8)
     .describe(
-      "new sessions a worker starts per event-loop turn; the rest wait for the next turns, so that connected clients' events are not queued behind a connect burst (0: no limit)",
+      "new sessions a worker starts, and tokens it sends to verification, per event-loop turn; the rest wait for the next turns, so that connected clients' events are not queued behind a connect burst (0: no limit)",
     ),
   MAX_EVENT_LOOP_LAG_MS: positiveInt
     .default(500)

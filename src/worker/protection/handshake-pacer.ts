@@ -1,8 +1,9 @@
 /**
- * Starts at most `perTurn` new sessions per event-loop turn of this worker;
- * the rest wait for the next turns, first come first served
- * (admission.ts: from the first Engine.IO request, before any Engine.IO or
- * Socket.IO object exists).
+ * Starts at most `perTurn` handshake steps per event-loop turn of this
+ * worker; the rest wait for the next turns, first come first served. A
+ * worker has two (protection.ts): new sessions (admission.ts, from the
+ * first Engine.IO request, before any Engine.IO or Socket.IO object exists)
+ * and token verifications (the gateway's middleware, at the CONNECT).
  *
  * Why: in a connect burst a worker took every connection the kernel handed
  * it, so one event-loop turn ran hundreds of upgrades and open packets back
@@ -40,7 +41,7 @@ interface Waiting {
   start: () => void;
 }
 
-/** `perTurn` 0: no pacing (every handshake starts at once). */
+/** `perTurn` 0: no pacing (every step starts at once). */
 export function createHandshakePacer(perTurn: number): HandshakePacer {
   let budget = perTurn;
   let turnScheduled = false;
