@@ -103,6 +103,19 @@ async function stalledReplay(
   };
 }
 
+/** Stores `count` large notes (`{ i, pad }`) for the offline `user`. */
+async function storeNotes(server: RunningServer, user: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const r = await postFresh(server.apiUrl, "/api/push", {
+      userId: user,
+      event: "note",
+      payload: { i, pad: PAD },
+      options: { offline: "store", ttlSeconds: 300 },
+    });
+    expect(r.body).toMatchObject({ stored: 1 });
+  }
+}
+
 async function workerPid(server: RunningServer, slot: number): Promise<number> {
   const res = await server.api("GET", "/api/status");
   const body = (await res.json()) as { workers: { worker: number; pid: number }[] };
@@ -143,15 +156,7 @@ for (const mode of ["one host", "redis"] as const) {
         );
       });
       const user = `replay-${mode === "redis" ? "r" : "p"}-${Date.now().toString(36)}`;
-      for (let i = 0; i < COUNT; i++) {
-        const r = await postFresh(server.apiUrl, "/api/push", {
-          userId: user,
-          event: "note",
-          payload: { i, pad: PAD },
-          options: { offline: "store", ttlSeconds: 300 },
-        });
-        expect(r.body).toMatchObject({ stored: 1 });
-      }
+      await storeNotes(server, user, COUNT);
       const first = await stalledReplay(server.publicUrl, user, 2);
       await new Promise((r) => setTimeout(r, 500));
       const pid = await workerPid(server, first.slot);
@@ -204,15 +209,7 @@ describe("a replay whose confirmation times out (redis)", () => {
   it("writes on through it: every message arrives, in order, on the same register", async () => {
     const count = 40;
     const user = `replay-slow-${Date.now().toString(36)}`;
-    for (let i = 0; i < count; i++) {
-      const r = await postFresh(server.apiUrl, "/api/push", {
-        userId: user,
-        event: "note",
-        payload: { i, pad: PAD },
-        options: { offline: "store", ttlSeconds: 300 },
-      });
-      expect(r.body).toMatchObject({ stored: 1 });
-    }
+    await storeNotes(server, user, count);
     // The replay waits on the client's reading: its next confirmation comes
     // once the client reads again, into a Redis asleep longer than the
     // command timeout (QUERY_TIMEOUT_MS, 1 s).
