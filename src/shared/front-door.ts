@@ -45,7 +45,7 @@ export function isPrimaryPath(port: PortKind, method: string, path: string): boo
 /**
  * Reads a new connection until its request line is complete, then calls
  * `onLine` with every byte read so far (`head`) and the line; the reader's
- * "data" listener is gone by then (its "error" listener stays: an error on a
+ * listeners are gone by then but one shared "error" listener (an error on a
  * socket waiting to be handed over must not throw). A connection that sends no complete line
  * within `timeoutMs` is destroyed; one whose line is too long gets 414.
  * `onLine` runs inside the socket's "data" handler, where
@@ -56,12 +56,17 @@ export function readRequestLine(
   timeoutMs: number,
   onLine: (head: Buffer, line: string) => void,
 ): void {
-  const chunks: Buffer[] = [];
+  let chunks: Buffer[] = [];
   let size = 0;
   const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  // Nothing of the reader stays with the connection once the line is read
+  // (it held the request's first bytes and a cleared timer for the
+  // connection's life: ~1 KB per idle websocket), but the error listener.
   const cleanup = () => {
     clearTimeout(timer);
     socket.off("data", onData);
+    socket.off("close", cleanup);
+    chunks = [];
   };
   const onData = (chunk: Buffer) => {
     chunks.push(chunk);
@@ -77,9 +82,13 @@ export function readRequestLine(
     onLine(head, head.subarray(0, eol).toString("latin1"));
   };
   socket.on("data", onData);
-  socket.on("error", cleanup);
+  // Kept for the socket's life: an error on a socket waiting to be handed over must not throw.
+  socket.on("error", ignoreError);
   socket.on("close", cleanup);
 }
+
+/** Errors are the connection's owner's (HTTP server, ws) to handle; this only keeps them from throwing. */
+function ignoreError(): void {}
 
 /** 503 with Retry-After in the contract's error format, and the connection closed. */
 export function answerUnavailable(socket: net.Socket, message: string): void {

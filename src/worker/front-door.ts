@@ -118,13 +118,12 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
       server.on("connection", (socket: net.Socket) => {
         socket.setNoDelay(true);
         unsettled++;
-        let routed = false;
-        // Closed before its request line: nothing left to settle.
-        socket.once("close", () => {
-          if (!routed) settle();
-        });
+        // Closed before its request line: nothing left to settle. Removed
+        // once routed, so no closure stays with a served connection.
+        const closedEarly = () => settle();
+        socket.once("close", closedEarly);
         readRequestLine(socket, deps.headerTimeoutMs, (head, line) => {
-          routed = true;
+          socket.off("close", closedEarly);
           route(port, socket, head, line);
         });
       });

@@ -177,7 +177,7 @@ export function attachGateway(deps: GatewayDeps): void {
   }
 
   io.on("connection", (socket) => {
-    const registerTimer = setTimeout(() => {
+    let registerTimer: NodeJS.Timeout | undefined = setTimeout(() => {
       if (!socket.data.userId) disconnectWith(socket, "REGISTER_TIMEOUT");
     }, cfg.REGISTER_TIMEOUT_MS);
 
@@ -200,6 +200,8 @@ export function attachGateway(deps: GatewayDeps): void {
       }
       socket.data.userId = userId;
       clearTimeout(registerTimer);
+      // A cleared timer kept in this closure would stay for the socket's life.
+      registerTimer = undefined;
       socket.join(userRoom(userId));
       Promise.all([
         hooks.beforeRegisterAck?.(socket, userId),
