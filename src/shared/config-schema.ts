@@ -411,6 +411,12 @@ export const CONFIG_SCHEMA = z.object({
   RATE_PUSHES_PER_KEY_PER_SECOND: positiveInt
     .default(20_000)
     .describe("API pushes per API key per second"),
+  RATE_LIMIT_REDIS_WAIT_MS: positiveInt
+    .max(10_000)
+    .default(250)
+    .describe(
+      "with `REDIS_URL`: how long a rate check waits for Redis' shared count before this worker's own count decides (a slow or failing-over Redis does not hold handshakes and pushes)",
+    ),
   MAX_CONNECTIONS_PER_WORKER: positiveInt
     .default(50_000)
     .describe("beyond it new handshakes get `OVERLOADED`"),

@@ -17,7 +17,7 @@ import type { Config } from "../../shared/config.js";
  *
  * A check never waits on Redis for long: while the worker's Redis link is
  * down (an outage, a cluster shard failing over) the memory limiter decides
- * at once, and a Redis answer slower than REDIS_CHECK_TIMEOUT_MS is not
+ * at once, and a Redis answer slower than RATE_LIMIT_REDIS_WAIT_MS is not
  * waited for (the memory limiter decides that one too). Without this a push
  * taken during a failover waited seconds for the retries of its rate check.
  *
@@ -32,8 +32,6 @@ export interface RateLimits {
   connection(ip: string): Promise<number | undefined>;
   push(apiKeyId: string): Promise<number | undefined>;
 }
-
-const REDIS_CHECK_TIMEOUT_MS = 250;
 
 interface Limiter {
   memory: RateLimiterAbstract;
@@ -81,7 +79,7 @@ export function createRateLimits(deps: {
   const shared = async (l: RateLimiterAbstract, key: string) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), REDIS_CHECK_TIMEOUT_MS);
+      timer = setTimeout(() => resolve(undefined), cfg.RATE_LIMIT_REDIS_WAIT_MS);
     });
     try {
       return await Promise.race([l.consume(key), late]);
