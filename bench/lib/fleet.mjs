@@ -1,5 +1,5 @@
 import { BenchClient, socketIoUrl } from "./sio-client.mjs";
-import { Recorder } from "./stats.mjs";
+import { Recorder, sleep } from "./stats.mjs";
 
 /**
  * Opens many BenchClients against one target with at most `concurrency`
@@ -42,6 +42,11 @@ export async function openFleet(target, tokens, o = {}) {
       if (failureSamples.length < 5) failureSamples.push(`${err.kind}: ${err.message}`);
       if (attempt < retries) {
         retried += 1;
+        // A refusal says when to come back (OVERLOADED and RATE_LIMITED carry
+        // `retryAfter`, seconds), as a real client would: retried at once, a
+        // worker that shed for a second under CI load refused all of them.
+        const after = Number(err.data?.retryAfter);
+        if (err.kind === "refused" && after > 0) await sleep(Math.min(after, 5) * 1000);
         return one(i, attempt + 1);
       }
       return;
