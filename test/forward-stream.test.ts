@@ -35,6 +35,10 @@ beforeAll(async () => {
       FORWARD_LIFECYCLE: "true",
       BACKEND_ATTEMPT_TIMEOUT_MS: "500",
       BACKEND_DEADLINE_MS: "1500",
+      // Small, so that the budget test's events are small: five events of
+      // 900 KB took over 1.5 s to arrive under CI load, after the pause.
+      FORWARD_MAX_PENDING_BYTES_PER_SOCKET: "20000",
+      MAX_PAYLOAD_BYTES: "10000",
     },
   });
 });
@@ -144,11 +148,11 @@ describe("forwarding to a Redis Stream", () => {
 
   it("while Redis holds the appends, a socket's events over its byte budget are answered OVERLOADED at once", async () => {
     const s = await user("gina");
-    const big = (i: number) => ({ i, blob: "x".repeat(900_000) });
+    const big = (i: number) => ({ i, blob: "x".repeat(9_000) });
     // Redis holds writes longer than the command timeout (500 ms): the
-    // appends wait, then time out. Two ~900 KB events fit in the socket's
-    // 2 MiB (FORWARD_MAX_PENDING_BYTES_PER_SOCKET's default), not three.
-    await reader.call("CLIENT", "PAUSE", "1500", "WRITE");
+    // appends wait, then time out. Two ~9 KB events fit in the socket's
+    // 20,000 bytes (FORWARD_MAX_PENDING_BYTES_PER_SOCKET here), not three.
+    await reader.call("CLIENT", "PAUSE", "3000", "WRITE");
     const t0 = performance.now();
     const acks = await Promise.all(
       [0, 1, 2, 3, 4].map((i) =>

@@ -217,8 +217,11 @@ describe("a replay whose confirmation times out (redis)", () => {
     await new Promise((r) => setTimeout(r, 300));
     const admin = new Redis(slow!.url, { maxRetriesPerRequest: 1 });
     try {
-      const asleep = admin.call("DEBUG", "SLEEP", "2.5");
-      await new Promise((r) => setTimeout(r, 100));
+      // Connected first: under CI load, a connect within the 100 ms below
+      // was not sure, and the confirmation could run before the sleep did.
+      await admin.ping();
+      const asleep = admin.call("DEBUG", "SLEEP", "3.5");
+      await new Promise((r) => setTimeout(r, 200));
       replay.resume();
       await asleep;
     } finally {
