@@ -24,6 +24,10 @@ export function createLifecycleHooks(deps: {
   const log = deps.log.child({ module: "forward-lifecycle" });
   // Socket.IO empties socket.rooms before "disconnect"; keep them from "disconnecting".
   const lastRooms = new WeakMap<GatewaySocket, string[]>();
+  // Shared by every socket (called with the socket as `this`); it runs once.
+  function rememberRooms(this: GatewaySocket) {
+    lastRooms.set(this, roomsOf(this));
+  }
 
   const send = (socket: GatewaySocket, event: string, payload: unknown, rooms: string[]) => {
     const userId = socket.data.userId;
@@ -48,7 +52,7 @@ export function createLifecycleHooks(deps: {
 
   return {
     afterRegister(socket) {
-      socket.once("disconnecting", () => lastRooms.set(socket, roomsOf(socket)));
+      socket.on("disconnecting", rememberRooms);
       send(
         socket,
         "connect",

@@ -80,23 +80,26 @@ export function createEventGuard(cfg: Config): {
       admitEvent: (socket, _event, payload) => admit(socket, payload ?? []),
     },
     attach(io) {
+      // One function for every socket, bound to each (Socket.IO calls a
+      // socket's middleware without the socket): no closure per socket.
+      function guardBuiltIn(this: GatewaySocket, packet: unknown[], next: (err?: Error) => void) {
+        if (!builtIn.has(packet[0] as string)) return next();
+        const last: unknown = packet[packet.length - 1];
+        const ack = typeof last === "function" ? (last as (r: unknown) => void) : undefined;
+        const args = ack ? packet.slice(1, -1) : packet.slice(1);
+        // Built-ins take one object: without it their handler would take the
+        // ack for the request and never answer.
+        const arg: unknown = args[0];
+        const refused =
+          admit(this, args, packet[0] === ROOM_SIGNAL_EVENT ? signals : events) ??
+          (args.length !== 1 || typeof arg !== "object" || arg === null || Array.isArray(arg)
+            ? ackError("INVALID_PAYLOAD", `${String(packet[0])} takes one object argument`)
+            : undefined);
+        if (!refused) return next();
+        ack?.(refused);
+      }
       io.on("connection", (socket) => {
-        socket.use((packet, next) => {
-          if (!builtIn.has(packet[0] as string)) return next();
-          const last: unknown = packet[packet.length - 1];
-          const ack = typeof last === "function" ? (last as (r: unknown) => void) : undefined;
-          const args = ack ? packet.slice(1, -1) : packet.slice(1);
-          // Built-ins take one object: without it their handler would take the
-          // ack for the request and never answer.
-          const arg: unknown = args[0];
-          const refused =
-            admit(socket, args, packet[0] === ROOM_SIGNAL_EVENT ? signals : events) ??
-            (args.length !== 1 || typeof arg !== "object" || arg === null || Array.isArray(arg)
-              ? ackError("INVALID_PAYLOAD", `${String(packet[0])} takes one object argument`)
-              : undefined);
-          if (!refused) return next();
-          ack?.(refused);
-        });
+        socket.use(guardBuiltIn.bind(socket));
       });
     },
   };

@@ -21,6 +21,7 @@ import { isHistoryPosition } from "../../shared/history.js";
 import { metrics } from "../../shared/metrics.js";
 import { isValidEventName, isValidRoom, roomAllowed, USER_ID_PATTERN } from "../../shared/names.js";
 import type { AuthService } from "../auth/auth-service.js";
+import { createDeadlines } from "../deadlines.js";
 import type { ForwardedEvent, Forwarder } from "../forward/backend-contract.js";
 
 export type GatewayServer = Server<
@@ -102,6 +103,9 @@ function connectError(refusal: ErrorCode | HandshakeRefusal): Error {
   return err;
 }
 
+/** How late a register timeout may fire (one timer for all sockets: deadlines.ts). */
+const REGISTER_TIMEOUT_RESOLUTION_MS = 100;
+
 /** Longest a join's ack waits for the room's subscription on Redis. */
 const ROOM_SUBSCRIBE_WAIT_MS = 2_000;
 
@@ -176,127 +180,145 @@ export function attachGateway(deps: GatewayDeps): void {
     );
   }
 
-  io.on("connection", (socket) => {
-    let registerTimer: NodeJS.Timeout | undefined = setTimeout(() => {
-      if (!socket.data.userId) disconnectWith(socket, "REGISTER_TIMEOUT");
-    }, cfg.REGISTER_TIMEOUT_MS);
+  // The register timeout of every new socket on one timer (deadlines.ts).
+  const registerDue = (socket: GatewaySocket) => socket.data.connectedAt + cfg.REGISTER_TIMEOUT_MS;
+  const unregistered = createDeadlines<GatewaySocket>({
+    resolutionMs: REGISTER_TIMEOUT_RESOLUTION_MS,
+    onDue: (socket) => {
+      if (socket.connected && !socket.data.userId) disconnectWith(socket, "REGISTER_TIMEOUT");
+    },
+    onError: (err) => log.error({ err }, "register timeout failed"),
+  });
 
-    socket.on("disconnect", (reason) => {
-      clearTimeout(registerTimer);
-      hooks.onDisconnect?.(socket, reason);
-    });
+  // The handlers are shared by every socket: Socket.IO calls them with the
+  // socket as `this`, so a socket holds no closure of its own.
+  function onDisconnect(this: GatewaySocket, reason: string) {
+    if (!this.data.userId) unregistered.delete(this, registerDue(this));
+    hooks.onDisconnect?.(this, reason);
+  }
 
-    socket.on("register", (req: unknown, ack?: unknown) => {
-      const reply = typeof ack === "function" ? (ack as AckFn) : () => {};
-      const userId = (req as { userId?: unknown } | null)?.userId;
-      if (typeof userId !== "string" || !USER_ID_PATTERN.test(userId)) {
-        return reply(ackError("INVALID_PAYLOAD", "register needs { userId: string }"));
-      }
-      if (userId !== socket.data.sub) {
-        return reply(ackError("FORBIDDEN", "userId must equal the token's sub"));
-      }
-      if (socket.data.userId) {
-        return reply({ ok: true, userId, rooms: roomsOf(socket) });
-      }
-      socket.data.userId = userId;
-      clearTimeout(registerTimer);
-      // A cleared timer kept in this closure would stay for the socket's life.
-      registerTimer = undefined;
-      socket.join(userRoom(userId));
-      Promise.all([
-        hooks.beforeRegisterAck?.(socket, userId),
-        roomReachable(socket, userRoom(userId)),
-      ])
-        .then(([replayed]) => {
-          reply({
-            ok: true,
-            userId,
-            rooms: roomsOf(socket),
-            // Only when stored messages follow: an ack without it means none.
-            ...(replayed ? { replayed } : {}),
-          });
-          return hooks.afterRegister?.(socket, userId);
-        })
-        .catch((err: unknown) => log.error({ err, socketId: socket.id }, "register hook failed"));
-    });
+  function onRegister(this: GatewaySocket, req: unknown, ack?: unknown) {
+    const socket = this;
+    const reply = typeof ack === "function" ? (ack as AckFn) : () => {};
+    const userId = (req as { userId?: unknown } | null)?.userId;
+    if (typeof userId !== "string" || !USER_ID_PATTERN.test(userId)) {
+      return reply(ackError("INVALID_PAYLOAD", "register needs { userId: string }"));
+    }
+    if (userId !== socket.data.sub) {
+      return reply(ackError("FORBIDDEN", "userId must equal the token's sub"));
+    }
+    if (socket.data.userId) {
+      return reply({ ok: true, userId, rooms: roomsOf(socket) });
+    }
+    unregistered.delete(socket, registerDue(socket));
+    socket.data.userId = userId;
+    socket.join(userRoom(userId));
+    Promise.all([
+      hooks.beforeRegisterAck?.(socket, userId),
+      roomReachable(socket, userRoom(userId)),
+    ])
+      .then(([replayed]) => {
+        reply({
+          ok: true,
+          userId,
+          rooms: roomsOf(socket),
+          // Only when stored messages follow: an ack without it means none.
+          ...(replayed ? { replayed } : {}),
+        });
+        return hooks.afterRegister?.(socket, userId);
+      })
+      .catch((err: unknown) => log.error({ err, socketId: socket.id }, "register hook failed"));
+  }
 
-    const roomOp = (op: "join" | "leave") => (req: unknown, ack?: unknown) => {
-      const reply = typeof ack === "function" ? (ack as AckFn) : () => {};
-      if (!socket.data.userId) return reply(ackError("NOT_REGISTERED"));
-      const room = (req as { room?: unknown } | null)?.room;
-      if (!isValidRoom(room, cfg.MAX_ROOM_NAME_LENGTH)) {
-        return reply(ackError("INVALID_PAYLOAD", "needs { room: string } with a valid room name"));
-      }
-      // Personal rooms carry a user's pushes: only that user's own sockets,
-      // whatever the claim says (`*`, `user:*`); the backend's API can place anyone.
-      const owner = personalRoomOwner(room);
-      if (owner !== undefined && owner !== socket.data.userId) {
-        return reply(ackError("FORBIDDEN", "a personal room belongs to its user"));
-      }
-      if (!roomAllowed(room, socket.data.roomClaims)) {
-        return reply(ackError("FORBIDDEN", "the token's rooms claim does not allow this room"));
-      }
-      if (op === "join") {
-        if (!socket.rooms.has(room) && socket.rooms.size - 1 >= cfg.MAX_ROOMS_PER_SOCKET) {
-          return reply(ackError("FORBIDDEN", "too many rooms for one socket"));
-        }
-        const since = (req as { since?: unknown }).since;
-        if (since !== undefined && !isHistoryPosition(since)) {
-          return reply(
-            ackError("INVALID_PAYLOAD", "since must be { epoch: string, offset: integer >= 0 }"),
-          );
-        }
-        // Joined (by a hook or here): the ack once pushes from any host reach it.
-        const joined = (extra?: object) => {
-          const answer = () => reply({ ok: true, room, rooms: roomsOf(socket), ...extra });
-          const reachable = roomReachable(socket, room);
-          if (reachable) void reachable.then(answer);
-          else answer();
-        };
-        const owned = hooks.joinRoom?.(socket, room, since);
-        if (owned) {
-          owned.then(joined, (err: unknown) => {
-            log.error({ err, socketId: socket.id }, "room join hook failed");
-            reply(ackError("INTERNAL"));
-          });
-        } else {
-          socket.join(room);
-          joined();
-        }
-        return;
-      }
+  function roomOp(socket: GatewaySocket, op: "join" | "leave", req: unknown, ack?: unknown) {
+    const reply = typeof ack === "function" ? (ack as AckFn) : () => {};
+    if (!socket.data.userId) return reply(ackError("NOT_REGISTERED"));
+    const room = (req as { room?: unknown } | null)?.room;
+    if (!isValidRoom(room, cfg.MAX_ROOM_NAME_LENGTH)) {
+      return reply(ackError("INVALID_PAYLOAD", "needs { room: string } with a valid room name"));
+    }
+    // Personal rooms carry a user's pushes: only that user's own sockets,
+    // whatever the claim says (`*`, `user:*`); the backend's API can place anyone.
+    const owner = personalRoomOwner(room);
+    if (owner !== undefined && owner !== socket.data.userId) {
+      return reply(ackError("FORBIDDEN", "a personal room belongs to its user"));
+    }
+    if (!roomAllowed(room, socket.data.roomClaims)) {
+      return reply(ackError("FORBIDDEN", "the token's rooms claim does not allow this room"));
+    }
+    if (op === "leave") {
       socket.leave(room);
-      reply({ ok: true, room, rooms: roomsOf(socket) });
+      return reply({ ok: true, room, rooms: roomsOf(socket) });
+    }
+    if (!socket.rooms.has(room) && socket.rooms.size - 1 >= cfg.MAX_ROOMS_PER_SOCKET) {
+      return reply(ackError("FORBIDDEN", "too many rooms for one socket"));
+    }
+    const since = (req as { since?: unknown }).since;
+    if (since !== undefined && !isHistoryPosition(since)) {
+      return reply(
+        ackError("INVALID_PAYLOAD", "since must be { epoch: string, offset: integer >= 0 }"),
+      );
+    }
+    // Joined (by a hook or here): the ack once pushes from any host reach it.
+    const joined = (extra?: object) => {
+      const answer = () => reply({ ok: true, room, rooms: roomsOf(socket), ...extra });
+      const reachable = roomReachable(socket, room);
+      if (reachable) void reachable.then(answer);
+      else answer();
     };
-    socket.on("room:join", roomOp("join"));
-    socket.on("room:leave", roomOp("leave"));
-
-    socket.onAny((event: unknown, ...args: unknown[]) => {
-      if (typeof event === "string" && builtIn.has(event)) return;
-      const last = args[args.length - 1];
-      const ack = typeof last === "function" ? (last as AckFn) : undefined;
-      const reply = ack ?? (() => {});
-      if (!socket.data.userId) return reply(ackError("NOT_REGISTERED"));
-      if (!isValidEventName(event, cfg.MAX_EVENT_NAME_LENGTH)) {
-        return reply(ackError("INVALID_PAYLOAD", "the event name is not valid or is reserved"));
-      }
-      const payload = ack ? args.slice(0, -1) : args;
-      const rejected = hooks.admitEvent?.(socket, event, payload);
-      if (rejected) return reply(rejected);
-      const forwarded: ForwardedEvent = {
-        id: randomUUID(),
-        event,
-        payload: payload.length <= 1 ? payload[0] : payload,
-        userId: socket.data.userId,
-        socketId: socket.id,
-        rooms: roomsOf(socket),
-        receivedAt: new Date().toISOString(),
-      };
-      forwarder.forward(forwarded).then(reply, (err: unknown) => {
-        log.error({ err, event }, "forwarding failed unexpectedly");
-        reply(ackError("BACKEND_UNAVAILABLE"));
+    const owned = hooks.joinRoom?.(socket, room, since);
+    if (owned) {
+      owned.then(joined, (err: unknown) => {
+        log.error({ err, socketId: socket.id }, "room join hook failed");
+        reply(ackError("INTERNAL"));
       });
+    } else {
+      socket.join(room);
+      joined();
+    }
+  }
+  function onJoin(this: GatewaySocket, req: unknown, ack?: unknown) {
+    roomOp(this, "join", req, ack);
+  }
+  function onLeave(this: GatewaySocket, req: unknown, ack?: unknown) {
+    roomOp(this, "leave", req, ack);
+  }
+
+  function onAnyEvent(this: GatewaySocket, event: unknown, ...args: unknown[]) {
+    const socket = this;
+    if (typeof event === "string" && builtIn.has(event)) return;
+    const last = args[args.length - 1];
+    const ack = typeof last === "function" ? (last as AckFn) : undefined;
+    const reply = ack ?? (() => {});
+    if (!socket.data.userId) return reply(ackError("NOT_REGISTERED"));
+    if (!isValidEventName(event, cfg.MAX_EVENT_NAME_LENGTH)) {
+      return reply(ackError("INVALID_PAYLOAD", "the event name is not valid or is reserved"));
+    }
+    const payload = ack ? args.slice(0, -1) : args;
+    const rejected = hooks.admitEvent?.(socket, event, payload);
+    if (rejected) return reply(rejected);
+    const forwarded: ForwardedEvent = {
+      id: randomUUID(),
+      event,
+      payload: payload.length <= 1 ? payload[0] : payload,
+      userId: socket.data.userId,
+      socketId: socket.id,
+      rooms: roomsOf(socket),
+      receivedAt: new Date().toISOString(),
+    };
+    forwarder.forward(forwarded).then(reply, (err: unknown) => {
+      log.error({ err, event }, "forwarding failed unexpectedly");
+      reply(ackError("BACKEND_UNAVAILABLE"));
     });
+  }
+
+  io.on("connection", (socket) => {
+    unregistered.add(socket, registerDue(socket));
+    socket.on("disconnect", onDisconnect);
+    socket.on("register", onRegister);
+    socket.on("room:join", onJoin);
+    socket.on("room:leave", onLeave);
+    socket.onAny(onAnyEvent);
   });
 }
 

@@ -5,7 +5,7 @@ import { PRESENCE_JOIN_EVENT, PRESENCE_LEAVE_EVENT } from "../../shared/events.j
 import { PRESENCE_COUNTS_QUERY, type PresenceChange } from "../../shared/ipc.js";
 import { metrics } from "../../shared/metrics.js";
 import { inRoomList, isValidRoom } from "../../shared/names.js";
-import type { GatewayServer } from "../gateway/gateway.js";
+import type { GatewayServer, GatewaySocket } from "../gateway/gateway.js";
 import type { WorkerChannel } from "../ipc-channel.js";
 import type { CustomQueryHandler } from "../local-queries.js";
 import type { RedisLink } from "../redis/redis-link.js";
@@ -133,28 +133,31 @@ export function createRoomPresence(deps: {
     adapter.on("leave-room", (room: string, id: string) => count(room, id, -1));
   }
 
+  // Shared by every socket: Socket.IO calls it with the socket as `this`.
+  function onList(this: GatewaySocket, req: unknown, ack?: unknown) {
+    const socket = this;
+    const reply = typeof ack === "function" ? (ack as (res: unknown) => void) : () => {};
+    if (!socket.data.userId) return reply(ackError("NOT_REGISTERED"));
+    const room = (req as { room?: unknown } | null)?.room;
+    if (!isValidRoom(room, cfg.MAX_ROOM_NAME_LENGTH)) {
+      return reply(ackError("INVALID_PAYLOAD", "needs { room: string } with a valid room name"));
+    }
+    if (!backend || !isPresenceRoom(room)) {
+      return reply(ackError("FORBIDDEN", "presence is not kept for this room (PRESENCE_ROOMS)"));
+    }
+    if (!socket.rooms.has(room)) {
+      return reply(ackError("FORBIDDEN", "only a member of the room may list who is present"));
+    }
+    backend.list(room).then(
+      (users) => reply({ ok: true, room, users: users.sort() }),
+      (err: unknown) => {
+        log.warn({ err }, "presence:list failed");
+        reply(ackError("OVERLOADED", "presence is unavailable right now", { retryAfter: 1 }));
+      },
+    );
+  }
   io.on("connection", (socket) => {
-    socket.on("presence:list", (req: unknown, ack?: unknown) => {
-      const reply = typeof ack === "function" ? (ack as (res: unknown) => void) : () => {};
-      if (!socket.data.userId) return reply(ackError("NOT_REGISTERED"));
-      const room = (req as { room?: unknown } | null)?.room;
-      if (!isValidRoom(room, cfg.MAX_ROOM_NAME_LENGTH)) {
-        return reply(ackError("INVALID_PAYLOAD", "needs { room: string } with a valid room name"));
-      }
-      if (!backend || !isPresenceRoom(room)) {
-        return reply(ackError("FORBIDDEN", "presence is not kept for this room (PRESENCE_ROOMS)"));
-      }
-      if (!socket.rooms.has(room)) {
-        return reply(ackError("FORBIDDEN", "only a member of the room may list who is present"));
-      }
-      backend.list(room).then(
-        (users) => reply({ ok: true, room, users: users.sort() }),
-        (err: unknown) => {
-          log.warn({ err }, "presence:list failed");
-          reply(ackError("OVERLOADED", "presence is unavailable right now", { retryAfter: 1 }));
-        },
-      );
-    });
+    socket.on("presence:list", onList);
   });
 
   const queries = new Map<string, CustomQueryHandler>();

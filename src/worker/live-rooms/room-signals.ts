@@ -50,17 +50,19 @@ function check(socket: GatewaySocket, req: unknown, cfg: Config): Refusal | Room
 
 export function attachRoomSignals(deps: { io: GatewayServer; cfg: Config }): void {
   const { io, cfg } = deps;
+  // Shared by every socket: Socket.IO calls it with the socket as `this`.
+  function onSignal(this: GatewaySocket, req: unknown, ack?: unknown) {
+    const reply = typeof ack === "function" ? (ack as (res: unknown) => void) : () => {};
+    const signal = check(this, req, cfg);
+    if ("ack" in signal) {
+      metrics.signals.inc({ outcome: signal.code.toLowerCase() });
+      return reply(signal.ack);
+    }
+    this.to(signal.room).volatile.emit(ROOM_SIGNAL_EVENT, signal);
+    metrics.signals.inc({ outcome: "relayed" });
+    reply({ ok: true });
+  }
   io.on("connection", (socket) => {
-    socket.on(ROOM_SIGNAL_EVENT, (req: unknown, ack?: unknown) => {
-      const reply = typeof ack === "function" ? (ack as (res: unknown) => void) : () => {};
-      const signal = check(socket, req, cfg);
-      if ("ack" in signal) {
-        metrics.signals.inc({ outcome: signal.code.toLowerCase() });
-        return reply(signal.ack);
-      }
-      socket.to(signal.room).volatile.emit(ROOM_SIGNAL_EVENT, signal);
-      metrics.signals.inc({ outcome: "relayed" });
-      reply({ ok: true });
-    });
+    socket.on(ROOM_SIGNAL_EVENT, onSignal);
   });
 }

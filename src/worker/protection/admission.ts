@@ -84,24 +84,26 @@ export function createAdmission(deps: AdmissionDeps) {
     else m.set(ip, v);
   };
 
+  // One listener for every session (called with the Engine.IO socket as `this`).
+  function onClose(this: EngineConn) {
+    const verdict = verdicts.get(this.request);
+    if (verdict) add(open, verdict.ip, -1);
+  }
+
   io.engine.on("connection", (conn: EngineConn) => {
     const verdict = verdicts.get(conn.request);
     if (!verdict) return;
     const { ip } = verdict;
     add(open, ip, 1);
-    let timer: NodeJS.Timeout | undefined;
-    if (verdict.refusal) {
-      add(refusedOpen, ip, 1);
-      // Discard: a polling client that never polls again would otherwise hold it 30 s more.
-      timer = setTimeout(() => conn.close(true), REFUSED_SESSION_MS);
-      timer.unref();
-    }
+    conn.on("close", onClose);
+    if (!verdict.refusal) return;
+    add(refusedOpen, ip, 1);
+    // Discard: a polling client that never polls again would otherwise hold it 30 s more.
+    const timer = setTimeout(() => conn.close(true), REFUSED_SESSION_MS);
+    timer.unref();
     conn.once("close", () => {
-      add(open, ip, -1);
-      if (verdict.refusal) {
-        clearTimeout(timer);
-        add(refusedOpen, ip, -1);
-      }
+      clearTimeout(timer);
+      add(refusedOpen, ip, -1);
     });
   });
 
@@ -138,6 +140,7 @@ export function createAdmission(deps: AdmissionDeps) {
 interface EngineConn {
   request: http.IncomingMessage;
   close(discard?: boolean): void;
+  on(event: "close", listener: (this: EngineConn) => void): void;
   once(event: "close", listener: () => void): void;
 }
 
