@@ -84,10 +84,13 @@ export function createAdmission(deps: AdmissionDeps) {
     else m.set(ip, v);
   };
 
-  // One listener for every session (called with the Engine.IO socket as `this`).
+  // Each open session's address, for one close listener shared by every
+  // session (called with the Engine.IO socket as `this`; the handshake
+  // request is gone by then: sio-internals.ts releases it).
+  const sessionIp = new WeakMap<EngineConn, string>();
   function onClose(this: EngineConn) {
-    const verdict = verdicts.get(this.request);
-    if (verdict) add(open, verdict.ip, -1);
+    const ip = sessionIp.get(this);
+    if (ip !== undefined) add(open, ip, -1);
   }
 
   io.engine.on("connection", (conn: EngineConn) => {
@@ -95,6 +98,7 @@ export function createAdmission(deps: AdmissionDeps) {
     if (!verdict) return;
     const { ip } = verdict;
     add(open, ip, 1);
+    sessionIp.set(conn, ip);
     conn.on("close", onClose);
     if (!verdict.refusal) return;
     add(refusedOpen, ip, 1);
