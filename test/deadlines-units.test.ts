@@ -102,3 +102,21 @@ describe("deadlines on one timer", () => {
     expect(fired).toEqual([]);
   });
 });
+
+describe("deadlines under churn", () => {
+  it("many items added and deleted at far-off deadlines leave the near ones on time", async () => {
+    const { d, fired } = recorder();
+    const far = Date.now() + 3_600_000;
+    for (let i = 0; i < 5_000; i++) {
+      d.add(`churn-${i}`, far + i * 100);
+      d.delete(`churn-${i}`, far + i * 100);
+    }
+    d.add("kept-far", far);
+    d.add("near", Date.now() + 30);
+    expect(d.size()).toBe(2);
+    await sleep(150);
+    expect(fired.map((f) => f.item)).toEqual(["near"]);
+    expect(d.size()).toBe(1);
+    d.close();
+  });
+});

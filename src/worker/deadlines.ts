@@ -33,8 +33,9 @@ export function createDeadlines<T>(o: {
   const { resolutionMs, onDue, onError, now = Date.now } = o;
   const slots = new Map<number, Set<T>>();
   // A min-heap of slot keys. A slot emptied by deletions leaves its key
-  // behind; it is skipped when it comes up (so a key may appear twice).
-  const heap: number[] = [];
+  // behind; it is skipped when it comes up (so a key may appear twice), and
+  // the heap is rebuilt from the live slots when such keys are over half.
+  let heap: number[] = [];
   let count = 0;
   let timer: NodeJS.Timeout | undefined;
   let armedFor = Infinity;
@@ -122,7 +123,13 @@ export function createDeadlines<T>(o: {
       if (!slot?.delete(item)) return;
       count--;
       // The timer stays armed: when it fires for an emptied slot it moves on.
-      if (slot.size === 0) slots.delete(key);
+      if (slot.size > 0) return;
+      slots.delete(key);
+      // Sockets that come and go with far-off expiries would leave keys
+      // behind until their time: a sorted array is a heap.
+      if (heap.length > 64 && heap.length > 2 * slots.size) {
+        heap = [...slots.keys()].sort((a, b) => a - b);
+      }
     },
     size: () => count,
     close() {

@@ -198,7 +198,10 @@ export function attachGateway(deps: GatewayDeps): void {
   }
 
   function onRegister(this: GatewaySocket, req: unknown, ack?: unknown) {
-    const socket = this;
+    register(this, req, ack);
+  }
+
+  function register(socket: GatewaySocket, req: unknown, ack?: unknown) {
     const reply = typeof ack === "function" ? (ack as AckFn) : () => {};
     const userId = (req as { userId?: unknown } | null)?.userId;
     if (typeof userId !== "string" || !USER_ID_PATTERN.test(userId)) {
@@ -285,7 +288,10 @@ export function attachGateway(deps: GatewayDeps): void {
   }
 
   function onAnyEvent(this: GatewaySocket, event: unknown, ...args: unknown[]) {
-    const socket = this;
+    forwardEvent(this, event, args);
+  }
+
+  function forwardEvent(socket: GatewaySocket, event: unknown, args: unknown[]) {
     if (typeof event === "string" && builtIn.has(event)) return;
     const last = args[args.length - 1];
     const ack = typeof last === "function" ? (last as AckFn) : undefined;

@@ -49,7 +49,10 @@ export function attachTokenLifetime(deps: {
   }
 
   function onRefresh(this: GatewaySocket, req: unknown, ack?: unknown) {
-    const socket = this;
+    refresh(this, req, ack);
+  }
+
+  function refresh(socket: GatewaySocket, req: unknown, ack?: unknown) {
     const reply = typeof ack === "function" ? (ack as (r: Ack<RefreshOk>) => void) : () => {};
     const token = (req as { token?: unknown } | null)?.token;
     if (typeof token !== "string" || token.length === 0) {

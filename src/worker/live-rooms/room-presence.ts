@@ -135,7 +135,10 @@ export function createRoomPresence(deps: {
 
   // Shared by every socket: Socket.IO calls it with the socket as `this`.
   function onList(this: GatewaySocket, req: unknown, ack?: unknown) {
-    const socket = this;
+    list(this, req, ack);
+  }
+
+  function list(socket: GatewaySocket, req: unknown, ack?: unknown) {
     const reply = typeof ack === "function" ? (ack as (res: unknown) => void) : () => {};
     if (!socket.data.userId) return reply(ackError("NOT_REGISTERED"));
     const room = (req as { room?: unknown } | null)?.room;
