@@ -74,6 +74,7 @@ async function sioConnectTwice(url, token) {
     return await sioConnect(url, token);
   } catch (err) {
     if (err?.kind !== "timeout") throw err;
+    process.stderr.write("self-check: socket.io-client's CONNECT got no answer; once more\n");
     return sioConnect(url, token);
   }
 }
@@ -173,6 +174,7 @@ async function checkPair(target, keys, kind, check) {
     // socket.io-client above (what is checked here is how the two behave).
     await bench.connect(STEP_MS).catch(async (err) => {
       if (err?.kind !== "timeout") throw err;
+      process.stderr.write("self-check: the bench client's CONNECT got no answer; once more\n");
       bench.close();
       bench = benchClient();
       await bench.connect(STEP_MS);
