@@ -7,6 +7,7 @@ import { CONFIG_VARIABLES, loadConfig } from "../src/shared/config.js";
 import { RevocationList } from "../src/shared/revocation-list.js";
 import { inspectJson } from "../src/worker/protection/inspect-json.js";
 import { createIpDenyList } from "../src/worker/protection/ip-deny-list.js";
+import { createLoadShedder } from "../src/worker/protection/load-shedder.js";
 import { TokenBucket } from "../src/worker/protection/token-bucket.js";
 
 const MINIMAL = {
@@ -152,5 +153,40 @@ describe("protection configuration", () => {
     expect(c.RATE_PUSHES_PER_KEY_PER_SECOND).toBe(20_000);
     expect(c.MAX_PAYLOAD_DEPTH).toBe(64);
     expect(c.TOKEN_EXPIRY_GRACE_MS).toBe(2_000);
+  });
+});
+
+describe("load shedder", () => {
+  const block = (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until) {}
+  };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const shedder = () =>
+    createLoadShedder({
+      maxConnections: 100,
+      maxLagMs: 150,
+      maxPushLagMs: 200,
+      connections: () => 0,
+      lagP99Ms: () => 0,
+    });
+
+  it("a stalled loop refuses handshakes and pushes for a while", async () => {
+    const s = shedder();
+    block(400);
+    await sleep(150);
+    expect(s.reason()).toBe("event_loop_lag");
+    expect(s.shedsPushes()).toBe(true);
+    s.close();
+  });
+
+  it("the start-up, forgotten at /ready, is not a stall", async () => {
+    const s = shedder();
+    block(400); // loading, connecting: before the worker serves
+    s.forgetStartUp();
+    await sleep(150);
+    expect(s.reason()).toBeUndefined();
+    expect(s.shedsPushes()).toBe(false);
+    s.close();
   });
 });

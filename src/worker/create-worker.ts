@@ -400,6 +400,11 @@ export function createWorker(deps: WorkerDeps): Worker {
     await presence.start();
     await Promise.all([delivery.start(3_000), history.start(3_000)]);
     await protection.start();
+    // What the loop went through while starting is not load: without this,
+    // a start slowed by a busy host refused the first pushes after /ready.
+    lag.reset();
+    lastLag = 0;
+    protection.forgetStartUp();
     primary.send({ t: "ss:ready", slot });
     log.info({ authMode: auth.mode }, "worker ready");
   };

@@ -31,6 +31,12 @@ export interface LoadShedder {
   /** Whether a push would be refused now (MAX_PUSH_LAG_MS). */
   shedsPushes(): boolean;
   overloaded(): boolean;
+  /**
+   * Forgets the time before the worker serves: a slow start-up (module
+   * loading on a busy host) is not a stall, and counted as one it refused
+   * the first pushes after /ready (503 for a second).
+   */
+  forgetStartUp(): void;
   close(): void;
 }
 
@@ -68,6 +74,11 @@ export function createLoadShedder(deps: {
     reason,
     shedsPushes: () => deps.lagP99Ms() > deps.maxPushLagMs || performance.now() < pushStalledUntil,
     overloaded: () => reason() !== undefined,
+    forgetStartUp() {
+      expected = performance.now() + PROBE_MS;
+      stalledUntil = 0;
+      pushStalledUntil = 0;
+    },
     close: () => clearInterval(probe),
   };
 }

@@ -147,6 +147,8 @@ export function createProtection(deps: ProtectionDeps) {
     onRevoke: (q: Extract<Query, { kind: "revoke" }>) => revocations.apply(q),
     /** Loads shared state (revocations from Redis) before the worker reports ready. */
     start: () => revocations.start(2_000),
+    /** At /ready: the start-up is not a stall (load-shedder.ts). */
+    forgetStartUp: () => shedder.forgetStartUp(),
     /**
      * The worker's part of a graceful stop, once it refuses new work (`draining`):
      * waits for API requests in flight (pushes waiting for client acks), for
