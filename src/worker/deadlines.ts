@@ -28,9 +28,8 @@ export function createDeadlines<T>(o: {
   onDue: (item: T) => void;
   /** A throwing onDue: the other items due still run. */
   onError: (err: unknown) => void;
-  now?: () => number;
 }): Deadlines<T> {
-  const { resolutionMs, onDue, onError, now = Date.now } = o;
+  const { resolutionMs, onDue, onError } = o;
   const slots = new Map<number, Set<T>>();
   // A min-heap of slot keys. A slot emptied by deletions leaves its key
   // behind; it is skipped when it comes up (so a key may appear twice), and
@@ -78,14 +77,14 @@ export function createDeadlines<T>(o: {
     timer = undefined;
     armedFor = next;
     if (next === Infinity) return;
-    timer = setTimeout(fire, Math.max(0, Math.min(next - now(), MAX_TIMER_MS)));
+    timer = setTimeout(fire, Math.max(0, Math.min(next - Date.now(), MAX_TIMER_MS)));
     timer.unref();
   };
 
   function fire() {
     timer = undefined;
     armedFor = Infinity;
-    const t = now();
+    const t = Date.now();
     while (heap.length > 0 && heap[0]! <= t) {
       const key = pop();
       const due = slots.get(key);
